@@ -1,0 +1,1 @@
+"""Embedded datasets (see :mod:`fitbridge.datasets` and ``NOTICE.md``)."""
