@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax.numpy as jnp
+import numpy as np
 
 from ._errors import fail
 
@@ -23,7 +24,7 @@ __all__ = ["fc", "fcd", "upper", "corr", "fisher_z", "one_minus_corr", "rmse", "
 def fc(bold, skip: int = 0):
     """Functional connectivity ``(n, n)`` of ``bold`` ``(frames, n)`` without the first ``skip`` frames."""
     x = bold[skip:]
-    x = x - jnp.mean(x, axis=0)
+    x = x - jnp.mean(x, axis=0, keepdims=True)
     cov = x.T @ x
     sd = jnp.sqrt(jnp.diagonal(cov))
     return cov / (sd[:, None] * sd[None, :])
@@ -31,7 +32,8 @@ def fc(bold, skip: int = 0):
 
 def upper(mat, k: int = 1):
     """Upper-triangle entries (above the diagonal by ``k``) as a vector."""
-    i, j = jnp.triu_indices(mat.shape[-1], k=k)
+    mat = jnp.asarray(mat)
+    i, j = np.triu_indices(mat.shape[-1], k=k)
     return mat[..., i, j]
 
 
@@ -78,8 +80,8 @@ def ks_distance(a, b):
     """Two-sample Kolmogorov-Smirnov statistic ``max |F_a - F_b|`` of two value sets."""
     a, b = jnp.sort(a.ravel()), jnp.sort(b.ravel())
     grid = jnp.concatenate([a, b])
-    fa = jnp.searchsorted(a, grid, side="right") / a.size
-    fb = jnp.searchsorted(b, grid, side="right") / b.size
+    fa = jnp.searchsorted(a, grid, side="right").astype(a.dtype) / a.size
+    fb = jnp.searchsorted(b, grid, side="right").astype(b.dtype) / b.size
     return jnp.max(jnp.abs(fa - fb))
 
 

@@ -296,6 +296,7 @@ class Simulation:
         mask[list(model.noise_vars)] = 1.0
         scale = jnp.asarray(mask, dtype) * params["sigma"] * np.sqrt(self.dt)
         key = self.key() if key is None else key
+        scale = jnp.broadcast_to(scale, (n_svar, n))[None]
         return lambda start, size: scale * jax.random.normal(jax.random.fold_in(key, start), (size, n_svar, n), dtype)
 
     def _observer(self, model):
