@@ -20,31 +20,29 @@ from ._pytree import pytree_dataclass
 
 __all__ = ["ReducedWongWang", "WongWangExcInh", "WilsonCowan", "MODELS", "safe_h"]
 
-_SERIES_EPS = 1e-4
-
-
 def safe_h(y, d):
-    """``y / (1 - exp(-d*y))``, NaN-safe in value and gradient at ``y = 0``.
+    """``y / (1 - exp(-d*y))``, NaN-free in value and gradient at the singularity ``y = 0``.
 
-    The expression is 0/0 at ``y = 0`` with limit ``1/d``. Near zero (``|d*y| < 1e-4``) the
-    series ``(1 + z/2 + z**2/12) / d`` with ``z = d*y`` is used (error ~ z**4/720, below
-    float64 rounding); elsewhere ``y / -expm1(-d*y)``. The double ``where`` keeps the
-    unused branch from producing NaN gradients.
+    The expression is 0/0 at ``y = 0`` (limit ``1/d``, slope ``1/2``). Exactly there the
+    value is replaced by ``1/d + y/2`` (so value and gradient are exact); the double ``where``
+    keeps the unused branch from producing NaN gradients. Elsewhere the plain formula is used,
+    as in TVB: it is 2-4x cheaper inside the scan than an ``expm1`` or series branch (measured
+    in ``benchmarks/``), and its relative error ``~1e-16 / |d*y|`` only matters within ~1e-8
+    of the threshold, where it is below 1e-8.
 
     Examples
     --------
     >>> import jax
     >>> float(safe_h(0.0, 154.0)) == 1 / 154.0
     True
-    >>> bool(jnp.isfinite(jax.grad(safe_h)(0.0, 154.0)))
-    True
+    >>> float(jax.grad(safe_h)(0.0, 154.0))
+    0.5
     """
-    z = d * y
-    small = jnp.abs(z) < _SERIES_EPS
-    z_safe = jnp.where(small, 1.0, z)
-    y_safe = jnp.where(small, 1.0, y)
-    series = (1.0 + z / 2.0 + z * z / 12.0) / d
-    return jnp.where(small, series, y_safe / -jnp.expm1(-z_safe))
+    den = 1.0 - jnp.exp(-d * y)
+    zero = den == 0.0
+    y_safe = jnp.where(zero, 1.0, y)
+    den_safe = jnp.where(zero, 1.0, den)
+    return jnp.where(zero, 1.0 / d + 0.5 * y, y_safe / den_safe)
 
 
 @pytree_dataclass

@@ -44,6 +44,13 @@ class AdditiveNoise:
     sigma: float = 0.00283
 
 
+def _normals(key, shape, dtype):
+    """Standard normals for the noise. They are drawn in float32 (24-bit resolution) and cast:
+    that halves the cost of ``jax.random.normal`` (which dominates a noisy forward pass at
+    B = 1) and changes nothing measurable in an SDE whose increments are ``sigma sqrt(dt) z``."""
+    return jax.random.normal(key, shape, jnp.float32).astype(dtype)
+
+
 class Carry(NamedTuple):
     x: jax.Array  # (n_svar, n)
     buf: jax.Array  # (L, n) delay ring buffer of the coupled variable, or (1, n) unused
@@ -297,7 +304,7 @@ class Simulation:
         scale = jnp.asarray(mask, dtype) * params["sigma"] * np.sqrt(self.dt)
         key = self.key() if key is None else key
         scale = jnp.broadcast_to(scale, (n_svar, n))[None]
-        return lambda start, size: scale * jax.random.normal(jax.random.fold_in(key, start), (size, n_svar, n), dtype)
+        return lambda start, size: scale * _normals(jax.random.fold_in(key, start), (size, n_svar, n), dtype)
 
     def _observer(self, model):
         if self.bold is None:
