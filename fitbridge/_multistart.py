@@ -1,0 +1,253 @@
+"""Multi-restart: a Sobol exploration evaluated as one batch, then local runs (TikTak).
+
+1. **Exploration.** ``n_explore`` scrambled Sobol points (``scipy.stats.qmc.Sobol``, seeded,
+   the first ``n_explore`` of ``2**ceil(log2(n_explore))``) scaled to the box, evaluated in
+   ONE ``batch`` call. A side with an infinite bound is replaced by
+   ``x0 -+ spread * max(1, |x0|)`` (default ``spread=2``).
+2. **Local runs** from the ``k`` best exploration points ``p_0 <= p_1 <= ...`` (by loss). In
+   the TikTak fashion (Arnoud, Guvenen & Kleineberg 2019) run ``i`` starts from the convex
+   combination ``s_i = (1 - theta_i) p_i + theta_i x_best`` with
+   ``theta_i = clip(sqrt(i / k), 0.1, 0.995)``, where ``x_best`` is the best point found so far
+   (exploration and the finished local runs), so later starts lean towards the incumbent.
+3. **Lockstep** (``lockstep=True``, gradient methods): the ``k`` starts run together and each
+   round is ONE ``batch_fun_and_jac`` call; ``x_best`` is then the exploration's best point.
+   ``optax:<name>`` methods advance natively (``jit(vmap(update))``); a scipy method runs
+   ``k`` minimizers in ``k`` threads whose evaluation requests are gathered at a barrier and
+   served in one batch per round (a minimizer that finishes early leaves the round smaller).
+
+The budget (evaluations) covers everything: ``n_explore`` for the exploration, the rest shared
+by the local runs (each sequential run gets an equal share of what is left, so budget that an
+early finisher leaves flows to the later ones; lockstep runs draw from one pool).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import pandas as pd
+
+from . import backends
+from ._errors import fail
+from ._lockstep import lockstep_scipy
+from ._minimize import minimize
+from ._objective import BudgetExhausted
+from ._problem import Problem
+from ._result import OptimizeResult
+
+__all__ = ["multistart", "MultistartResult", "sobol_points", "tiktak_weights"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MultistartResult:
+    """Outcome of :func:`multistart`.
+
+    Attributes
+    ----------
+    best : OptimizeResult
+        The best local run (for lockstep runs: the shared run, at the best point).
+    runs : pandas.DataFrame
+        One row per local run: ``start, theta, fun, nfev, nit, success, message`` and the
+        arrays ``x0`` (its start) and ``x`` (its answer).
+    exploration : pandas.DataFrame
+        The exploration's history (one row per Sobol point).
+    history : pandas.DataFrame
+        Every evaluation in order, with ``stage`` ("explore"/"local") and ``start`` (-1 for
+        the exploration) columns; ``eval`` and ``best`` run over the whole multistart.
+    nfev : int
+        Evaluations in total.
+    wall_time : float
+    """
+
+    best: OptimizeResult
+    runs: pd.DataFrame = dataclasses.field(repr=False)
+    exploration: pd.DataFrame = dataclasses.field(repr=False)
+    history: pd.DataFrame = dataclasses.field(repr=False)
+    nfev: int
+    wall_time: float
+
+    x = property(lambda self: self.best.x, doc="Best point.")
+    fun = property(lambda self: self.best.fun, doc="Loss at the best point.")
+    params = property(lambda self: self.best.params, doc="Best point by parameter name.")
+
+
+def tiktak_weights(k: int) -> np.ndarray:
+    """``theta_i = clip(sqrt(i / k), 0.1, 0.995)`` for ``i = 0 .. k-1``."""
+    return np.clip(np.sqrt(np.arange(k) / max(k, 1)), 0.1, 0.995)
+
+
+def sobol_points(lower, upper, x0, n: int, *, seed: int = 0, spread: float = 2.0) -> np.ndarray:
+    """``n`` scrambled Sobol points in the box (infinite sides: ``x0 -+ spread*max(1,|x0|)``).
+
+    Examples
+    --------
+    >>> sobol_points([0.0, -np.inf], [1.0, np.inf], [0.5, 0.0], 4, seed=0).shape
+    (4, 2)
+    """
+    from scipy.stats import qmc
+
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    x0 = np.asarray(x0, float)
+    reach = spread * np.maximum(1.0, np.abs(x0))
+    lo = np.where(np.isfinite(lower), lower, np.minimum(x0, upper) - reach)
+    hi = np.where(np.isfinite(upper), upper, np.maximum(x0, lo) + reach)
+    m = max(0, math.ceil(math.log2(max(n, 1))))
+    unit = qmc.Sobol(d=x0.size, scramble=True, rng=np.random.default_rng(seed)).random_base2(m)
+    return lo + unit[:n] * (hi - lo)
+
+
+def _explore_backend(X: np.ndarray) -> backends.BackendInfo:
+    def run(obj, x0, *, budget, seed, options, method):
+        F = obj.batch(X)
+        i = int(np.argmin(F))
+        return backends.BackendOutcome(X[i].copy(), float(F[i]), True, 0, "Sobol exploration", 1)
+
+    return backends.BackendInfo(name="sobol", run=run, is_global=True, batched=True)
+
+
+def _check(problem, n_explore, k, budget) -> None:
+    if not isinstance(problem, Problem):
+        fail("multistart(problem=...)", "a fitbridge Problem", type(problem).__name__,
+             "wrap your loss: Problem(loss, {'G': Free(...)})")
+    for name, value, low in (("n_explore", n_explore, 1), ("k", k, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            fail(f"multistart({name}=...)", f"an int >= {low}", repr(value), f"pass e.g. {name}=4")
+    if k > n_explore:
+        fail("multistart(k=...)", f"at most n_explore={n_explore} local runs", repr(k),
+             "lower k or raise n_explore")
+    if budget is not None and budget <= n_explore:
+        fail("multistart(budget=...)", f"more than n_explore={n_explore} evaluations",
+             repr(budget), f"raise the budget above {n_explore} or lower n_explore")
+
+
+def multistart(problem: Problem, method="scipy:L-BFGS-B", *, n_explore: int = 64, k: int = 4,
+               budget: int | None = None, seed: int = 0, lockstep: bool = False,
+               options: dict | None = None, x0=None, spread: float = 2.0,
+               progress: bool = False) -> MultistartResult:
+    """Sobol exploration, then ``k`` local runs from the best points (TikTak); see the module.
+
+    Parameters
+    ----------
+    problem : Problem
+    method : str or callable
+        The local method (any ``minimize`` method; lockstep: a gradient method).
+    n_explore : int
+        Sobol points, evaluated as one batch.
+    k : int
+        Local runs.
+    budget : int, optional
+        Evaluations in total (exploration included).
+    seed : int
+        Seeds the Sobol scrambling and (``seed + i``) local run ``i``.
+    lockstep : bool
+        Advance the ``k`` runs together, one batched ``fun_and_jac`` per round.
+    options : dict, optional
+        Passed to every local run.
+    x0 : array, optional
+        Centre for infinite bounds (default ``problem.x0``).
+    spread : float
+        Half-width, in units of ``max(1, |x0|)``, explored where a bound is infinite.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from fitbridge import Free, Problem
+    >>> well = Problem(lambda p, key: (p["a"] ** 2 - 1.0) ** 2 + 0.3 * p["a"],
+    ...                {"a": Free(1.0, bounds=(-2.0, 2.0))})
+    >>> res = multistart(well, n_explore=16, k=2)
+    >>> bool(res.x[0] < 0), len(res.runs)
+    (True, 2)
+    """
+    start_time = time.perf_counter()
+    _check(problem, n_explore, k, budget)
+    center = problem.x0 if x0 is None else np.asarray(x0, dtype=np.float64)
+    X = sobol_points(problem.space.lower, problem.space.upper, center, n_explore, seed=seed,
+                     spread=spread)
+    explore = minimize(problem, _explore_backend(X), budget=n_explore, seed=seed, progress=False)
+    F = explore.history["fun"].to_numpy()
+    order = np.argsort(F, kind="stable")[:k]
+    left = None if budget is None else budget - n_explore
+    local = _lockstep if lockstep else _sequential
+    best, runs, local_history = local(problem, method, X[order], explore, left=left, seed=seed,
+                                      options=dict(options or {}), progress=progress)
+    history = _joined_history(explore.history, local_history)
+    return MultistartResult(best=best, runs=runs, exploration=explore.history,
+                            history=history, nfev=int(len(history)),
+                            wall_time=time.perf_counter() - start_time)
+
+
+def _sequential(problem, method, P, explore, *, left, seed, options, progress):
+    """Local runs one after the other, each from ``(1 - theta) p_i + theta x_best``."""
+    theta = tiktak_weights(len(P))
+    x_best, f_best = explore.x, explore.fun
+    results, rows = [], []
+    for i, p in enumerate(P):
+        start = (1 - theta[i]) * p + theta[i] * x_best
+        if left is not None and left < 1:
+            break
+        share = None if left is None else max(1, left // (len(P) - i))
+        res = minimize(problem, method, start, budget=share, seed=seed + i, options=options,
+                       progress=progress)
+        left = None if left is None else left - res.nfev
+        if res.fun < f_best:
+            x_best, f_best = res.x, res.fun
+        results.append(res)
+        rows.append(_row(i, theta[i], start, res.x, res.fun, res.nfev, res.nit, res.success,
+                         res.message))
+    best = min(results, key=lambda r: r.fun)
+    history = pd.concat([r.history.assign(start=i) for i, r in enumerate(results)],
+                        ignore_index=True)
+    return best, pd.DataFrame(rows), history
+
+
+def _row(i, theta, x0, x, fun, nfev, nit, success, message) -> dict:
+    return {"start": i, "theta": float(theta), "fun": float(fun), "nfev": int(nfev),
+            "nit": int(nit), "success": bool(success), "message": str(message),
+            "x0": np.asarray(x0, float), "x": np.asarray(x, float)}
+
+
+def _lockstep(problem, method, P, explore, *, left, seed, options, progress):
+    """All starts together; ``x_best`` is the exploration's best point."""
+    info = backends.get(method) if isinstance(method, str) else None
+    if info is None or not info.needs_jac or info.uses_hessian:
+        fail("multistart(lockstep=True)", "a gradient method without Hessians "
+             "('scipy:L-BFGS-B', 'scipy:TNC', 'scipy:SLSQP', 'optax:adam' ...)", repr(method),
+             "use lockstep=False for other methods")
+    theta = tiktak_weights(len(P))
+    starts = (1 - theta[:, None]) * P + theta[:, None] * explore.x
+    sink: dict = {}
+
+    def run(obj, x0, *, budget, seed, options, method):
+        if info.name.startswith("optax:"):
+            from .backends._optax import run_lockstep
+
+            sink["runs"] = run_lockstep(obj, starts, method=info.name, options=options, seed=seed)
+        else:
+            sink["runs"] = lockstep_scipy(obj, starts, info, options=options, seed=seed)
+        if obj.remaining == 0:
+            raise BudgetExhausted(f"budget of {obj.budget} evaluations used up")
+        i = int(np.argmin([r.fun for r in sink["runs"]]))
+        return backends.BackendOutcome(sink["runs"][i].x, sink["runs"][i].fun, True, 0,
+                                       f"lockstep {info.name}: {len(starts)} starts", 0)
+
+    shared = dataclasses.replace(info, name=f"lockstep:{info.name}", run=run)
+    best = minimize(problem, shared, starts[0], budget=left, seed=seed, options=options,
+                    progress=progress)
+    runs = sink.get("runs", [])
+    rows = [_row(i, theta[i], r.x0, r.x, r.fun, len(r.evals), r.nit, r.success, r.message)
+            for i, r in enumerate(runs)]
+    labels = np.full(best.nfev, -1)
+    for i, r in enumerate(runs):
+        labels[list(r.evals)] = i
+    return best, pd.DataFrame(rows), best.history.assign(start=labels)
+
+
+def _joined_history(explore: pd.DataFrame, local: pd.DataFrame) -> pd.DataFrame:
+    """Exploration rows then local rows; ``eval`` and ``best`` renumbered over both."""
+    frame = pd.concat([explore.assign(stage="explore", start=-1), local.assign(stage="local")],
+                      ignore_index=True)
+    frame["eval"] = np.arange(len(frame))
+    frame["best"] = frame["fun"].cummin()
+    return frame
