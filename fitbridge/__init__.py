@@ -27,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "OptimizeResult": "_result",
     "multistart": "_multistart",
     "compare": "_compare",
+    "plot_convergence": "_compare",
+    "MultistartResult": "_multistart",
 }
 _SUBMODULES = {"models", "bold", "datasets", "losses", "backends"}
 
