@@ -135,3 +135,13 @@ def test_noise_handler_on_a_noisy_sphere(monkeypatch):
 def test_bad_options(rosen, options, match):
     with pytest.raises(ConfigError, match=match):
         minimize(rosen, "cma", budget=10, options=options, progress=False)
+
+
+@pytest.mark.parametrize("x0", [0.0, 0.6, 1.0])
+def test_one_dimensional_problem_starting_anywhere_in_the_box(x0):
+    """pycma 4.5 crashes in 1-D when CMA_stds is passed (seen from a bound start)."""
+    from fitbridge import Free, Problem, minimize
+
+    p = Problem(lambda q, k: (q["a"] - 0.3) ** 2, {"a": Free(x0, bounds=(0.0, 1.0))})
+    res = minimize(p, "cma", budget=60, seed=0)
+    assert abs(res.x[0] - 0.3) < 1e-2

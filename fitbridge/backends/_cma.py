@@ -73,8 +73,13 @@ def _pycma_options(obj, x0, rng, options: dict) -> dict:
     opts = dict(user)
     opts.update(seed=np.nan, randn=lambda *shape: rng.standard_normal(shape),
                 verbose=-9, verb_log=0, verb_disp=0,
-                bounds=[obj.lower.tolist(), obj.upper.tolist()],
-                CMA_stds=box_scale(obj.lower, obj.upper, x0).tolist())
+                bounds=[obj.lower.tolist(), obj.upper.tolist()])
+    if obj.dim > 1:
+        opts["CMA_stds"] = box_scale(obj.lower, obj.upper, x0).tolist()
+    else:  # pycma 4.5 in 1-D cannot rescale its sigma_vec (DiagonalDecoding.set_i raises), which
+        # CMA_stds and the default maxstd_boundrange=1/3 clamp would both need: run() folds the
+        # scale into sigma0 and the std is capped through sigma0 only
+        opts["maxstd_boundrange"] = np.inf
     popsize = options.get("popsize")
     if popsize is not None:
         if isinstance(popsize, bool) or int(popsize) != popsize or popsize < 2:
@@ -146,6 +151,8 @@ def run(obj, x0: np.ndarray, *, budget: int | None, seed: int, options: dict,
     options = dict(options or {})
     rng = np.random.default_rng(seed)
     sigma0 = _sigma0(options)
+    if obj.dim == 1:
+        sigma0 *= float(box_scale(obj.lower, obj.upper, x0)[0])
     es = cma.CMAEvolutionStrategy(np.asarray(x0, float), sigma0,
                                   _pycma_options(obj, x0, rng, options))
     nh = _noise_handler(es.N, options.get("noise_handling", False))
