@@ -106,6 +106,8 @@ class FCProblem(Problem):
                  "apply fb.losses.fisher_z inside your own loss")
         self.sim, self.target, self.skip = sim, target, int(skip)
         loss_fn = get_loss(loss)
+        # read by fitbridge._evaluate to compute loss, fc_r and observables in one pass
+        self.loss_fn, self.fisher = loss_fn, bool(fisher)
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
         target_j = np.asarray(target)
 
