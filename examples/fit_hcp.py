@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 import fitbridge as fb
-from fitbridge._multistart import sobol_points
 
 
 def build_problem(duration: float, seed: int) -> fb.FCProblem:
@@ -33,11 +32,11 @@ def build_problem(duration: float, seed: int) -> fb.FCProblem:
 
 
 def explore(problem: fb.FCProblem, n: int, seed: int):
-    X = sobol_points(problem.space.lower, problem.space.upper, problem.x0, n, seed=seed)
-    F, aux = problem.batch_aux(X)
-    F = np.where(np.isfinite(F), F, np.inf)
-    best = int(np.argmin(F))
-    return X, F, aux["fc_r"], X[best]
+    """Sobol points over the (G, w) box, evaluated as vmapped batches: (X, loss, fc_r, best x)."""
+    table = fb.explore(problem, fb.spaces.sobol(n, ["G", "w"], seed=seed))
+    X = table[["G", "w"]].to_numpy()
+    F = np.where(np.isfinite(table["loss"]), table["loss"], np.inf)
+    return X, F, table["fc_r"].to_numpy(), X[int(np.argmin(F))]
 
 
 def save_figures(problem, table, X, r, out: Path) -> list[str]:
@@ -45,9 +44,7 @@ def save_figures(problem, table, X, r, out: Path) -> list[str]:
         from matplotlib.figure import Figure
     except ImportError:
         return []
-    from fitbridge._compare import plot_convergence
-
-    plot_convergence(table, out / "convergence.png")
+    fb.plot_convergence(table, out / "convergence.png")
     best = table.loc[table["fun"].idxmin()]
     sim_fc = problem.fc(np.asarray(best["x"]))
     fig = Figure(figsize=(11, 3.6), layout="constrained")

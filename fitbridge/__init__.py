@@ -29,8 +29,24 @@ _EXPORTS: dict[str, str] = {
     "compare": "_compare",
     "plot_convergence": "_compare",
     "MultistartResult": "_multistart",
+    "load_spec": "_spec",
+    "spec_hash": "_spec",
+    "ExperimentSpec": "_spec",
+    "run_spec": "_runner",
+    "RunResult": "_runner",
+    "evaluate": "_evaluate",
+    "Batch": "_evaluate",
+    "explore": "_explore",
+    "save_table": "_explore",
+    "load_table": "_explore",
+    "Space": "_spaces",
+    "Cache": "_cache",
+    "StaleCacheEntry": "_cache",
+    "WorkerLost": "_parallel",
 }
-_SUBMODULES = {"models", "bold", "datasets", "losses", "backends"}
+# public aliases of names that would be ambiguous at the top level (fb.load vs fb.datasets.load)
+_RENAMED = {"save_table": "save", "load_table": "load"}
+_SUBMODULES = {"models", "bold", "datasets", "losses", "backends", "plots", "spaces"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
@@ -38,7 +54,7 @@ __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 def __getattr__(name: str):
     if name in _EXPORTS:
         module = importlib.import_module(f"fitbridge.{_EXPORTS[name]}")
-        return getattr(module, name)
+        return getattr(module, _RENAMED.get(name, name))
     if name in _SUBMODULES:
         return importlib.import_module(f"fitbridge.{name}")
     raise AttributeError(f"module 'fitbridge' has no attribute {name!r}")

@@ -14,7 +14,7 @@ def small():
     W = rng.uniform(0, 1, (n, n))
     np.fill_diagonal(W, 0)
     net = fb.Network(fb.models.ReducedWongWang(G=0.6, w=0.5), W, lengths=rng.uniform(10, 50, (n, n)), speed=4.0)
-    sim = fb.Simulation(net, dt=1.0, duration=30_000.0, transient=4_000.0, noise=fb.AdditiveNoise(0.002),
+    sim = fb.Simulation(net, dt=2.0, duration=24_000.0, transient=4_000.0, noise=fb.AdditiveNoise(0.002),
                         bold=fb.bold.HRF(tr=1000.0))
     target = ref.fc(rng.normal(size=(50, n)))
     return sim, target
