@@ -37,7 +37,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import FitbridgeError, fail
+from ._files import atomic_write
 
 __all__ = ["Cache", "StaleCacheEntry", "as_cache", "versions", "digest"]
 
@@ -157,17 +157,12 @@ class Cache:
         if _META in payload or any(v.dtype == object for v in payload.values()):
             fail("Cache.put", "numeric arrays (never objects)", sorted(payload),
                  "store numbers and strings only")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **payload, **{_META: np.asarray(json.dumps(meta))})
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **payload, **{_META: np.asarray(json.dumps(meta))})
+
+        return atomic_write(path, write)
 
     def memoize(self, fn: Callable) -> Callable:
         """Decorator: memoise ``fn(*args, **kwargs) -> array or dict of arrays`` in this cache.

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import fail
+from ._files import atomic_write
 from ._evaluate import evaluate
 from ._spaces import Space, _base, _resolve, as_space
 
@@ -105,18 +104,6 @@ def points_of(frame: pd.DataFrame, problem) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ files
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _format(path: Path, fmt: str | None) -> tuple[Path, str]:
     have_arrow = importlib.util.find_spec("pyarrow") is not None
     fmt = fmt or {".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
@@ -143,14 +130,14 @@ def save(frame: pd.DataFrame, path, *, format: str | None = None) -> Path:  # no
     table = frame.drop(columns=arrays)
     if arrays:
         stacked = {c: np.stack(frame[c].to_list()) for c in arrays}
-        _atomic(path.with_name(path.name + ".npz"), lambda t: _savez(t, stacked))
+        atomic_write(path.with_name(path.name + ".npz"), lambda t: _savez(t, stacked))
     attrs = {"attrs": frame.attrs, "array_columns": arrays, "columns": list(frame.columns)}
-    _atomic(path.with_name(path.name + ".json"),
+    atomic_write(path.with_name(path.name + ".json"),
             lambda t: Path(t).write_text(json.dumps(attrs, indent=1, default=_jsonable)))
     if fmt == "parquet":
-        _atomic(path, lambda t: table.to_parquet(t, index=False))
+        atomic_write(path, lambda t: table.to_parquet(t, index=False))
     else:
-        _atomic(path, lambda t: table.to_csv(t, index=False, float_format=None))
+        atomic_write(path, lambda t: table.to_csv(t, index=False, float_format=None))
     return path
 
 

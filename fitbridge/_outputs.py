@@ -22,7 +22,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._files import atomic_write
 from ._spec import ExperimentSpec, _digest, _paths, dump_yaml, resolve_path, spec_hash
 
 __all__ = ["ResultsFolder", "default_out", "jsonable", "PACKAGES"]
@@ -86,16 +86,7 @@ class ResultsFolder:
 
     # ------------------------------------------------------------------ writers
     def _atomic(self, name: str, write: Callable[[str], None]) -> Path:
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        target = atomic_write(self.path / name, write)
         if name not in self.files:
             self.files.append(name)
         return target
