@@ -10,7 +10,19 @@ Time is organised as ``groups`` of ``samples`` of ``steps``:
   carry per group and recomputes inside, so memory grows like ``sqrt(steps)`` when the group
   size is ``~sqrt(samples)``;
 - standard normal noise for a whole group is drawn at once from ``fold_in(key, group)``,
-  inside the scan: no ``(steps, nodes)`` noise array ever exists.
+  inside the scan: no ``(steps, nodes)`` noise array ever exists;
+- a BOLD convolution consumes each group's samples as soon as they exist
+  (:class:`~fitbridge._bold.BlockFrames`), so no ``(samples, nodes)`` stock exists either.
+
+Performance notes (XLA CPU, measured with ``benchmarks/bench_kernel.py``): a step is one
+coupling product and one fused elementwise kernel (the whole Heun step). That kernel is a
+single dependency chain per vector (``exp``, division, ``exp``, division) and is
+latency-bound, so it costs the same per element at every batch size: batching over
+parameter sets amortises only the per-step costs (loop and kernel dispatch, the
+matrix-vector product becoming a matrix product, noise drawn once for a shared key).
+Under ``vmap`` the coupling is written ``x @ W.T`` so that the product's batch axis stays
+leading like the state's (``W @ x`` puts it last and every Heun kernel then reads the
+coupling transposed).
 """
 
 from __future__ import annotations
@@ -49,7 +61,9 @@ def make_delays(lengths, speed, dt: float, length: int, mode: str) -> Delays:
 def coupling(weights, state, buf, pos, delays: Delays | None, cvar: int):
     """``c_i = sum_j W[i, j] x_j(t - tau_ij)``; without delays one matrix-vector product."""
     if delays is None:
-        return weights @ state[cvar]
+        # ``x @ W.T`` rather than ``W @ x``: under ``vmap`` the batch axis of the product then
+        # stays leading, like the state's, and the Heun fusion reads it without a transpose.
+        return state[cvar] @ weights.T
     n = weights.shape[0]
     L = delays.length
     col = jnp.arange(n)[None, :]
@@ -64,17 +78,22 @@ def _clamp(x, lo, hi):
     return x if lo is None else jnp.clip(x, lo, hi)
 
 
+def _add(x, inc):
+    return x if inc is None else x + inc
+
+
 def heun_step(dfun, x, c, inc, dt, lo, hi):
-    """TVB's stochastic Heun: the same increment in predictor and corrector, clamp after both."""
+    """TVB's stochastic Heun: the same increment in predictor and corrector, clamp after both.
+    ``inc=None``: deterministic."""
     d0 = dfun(x, c)
-    pred = _clamp(x + dt * d0 + inc, lo, hi)
+    pred = _clamp(_add(x + dt * d0, inc), lo, hi)
     d1 = dfun(pred, c)
-    return _clamp(x + 0.5 * dt * (d0 + d1) + inc, lo, hi)
+    return _clamp(_add(x + 0.5 * dt * (d0 + d1), inc), lo, hi)
 
 
 def euler_step(dfun, x, c, inc, dt, lo, hi):
     """Euler-Maruyama: ``x + dt f(x) + increment``, clamped."""
-    return _clamp(x + dt * dfun(x, c) + inc, lo, hi)
+    return _clamp(_add(x + dt * dfun(x, c), inc), lo, hi)
 
 
 STEPPERS = {"heun": heun_step, "euler": euler_step}
@@ -95,43 +114,94 @@ def auto_group(n_samples: int, steps_per_sample: int) -> int:
     return max(1, min(n_samples, round(math.sqrt(total) / steps_per_sample)))
 
 
-def run_blocks(step, observe, carry, loop: Loop, noise, step_offset: int):
+def run_blocks(step, observe, carry, loop: Loop, noise, step_offset: int, reduce=None):
     """Run ``loop.n_samples`` samples; return ``(carry, samples)`` (samples ``None`` if not recording).
 
     ``step(carry, inc) -> (carry, obs_source)``; ``observe(obs_source)`` gives the signal to
-    average; ``noise(start_step, n_steps) -> (n_steps, n_svar, n)`` increments.
+    average; ``noise(start_step, n_steps) -> (n_steps, n_svar, n)`` increments, or ``None``
+    when there is no noise (the steps then take ``inc=None`` and scan over nothing).
+    ``reduce`` (optional, e.g. :class:`~fitbridge._bold.BlockFrames`) consumes the samples
+    group by group: ``reduce.block(samples, first_index)`` inside the group, and
+    ``reduce.assemble(stacked, first_indices)`` at the end gives the returned ``samples``, so
+    the full ``(n_samples, ...)`` record never exists.
+
+    Layout of the loop, chosen from XLA CPU profiles (``benchmarks/bench_kernel.py``):
+
+    - one ``scan`` per checkpointed group, over its steps, with no per-sample nesting unless a
+      sample averages several steps;
+    - when every step is a sample (``steps_per_sample == 1``: the 4 ms BOLD stock at
+      ``dt = 4``), each iteration records the state it *starts* from and the samples are
+      shifted by one at the end. Recording the state it ends with gives the step's result a
+      second consumer (the output's ``dynamic-update-slice``); XLA then refuses to duplicate
+      the ``exp`` and divisions into both and splits the Heun step into five kernels that
+      spill to memory (measured ~1.4x slower per step). Averaged samples sum the starting
+      states for the same reason, and ``scan(unroll=k)`` is slower (1.3-2x) because an
+      unrolled body again records states produced inside it;
+    - the transient records nothing and is a single flat scan per group;
+    - each step is itself rematerialised in reverse mode (below).
     """
     sps = loop.steps_per_sample
+    lagged = loop.record and sps == 1
+    shift = 1 if lagged else 0  # index of a group's first recorded sample is g * group - shift
 
-    def one_sample(carry, incs):
-        def inner(state, inc):
-            carry, acc = state
-            carry, src = step(carry, inc)
-            if loop.record:
-                acc = acc + observe(src)
-            return (carry, acc), None
-
-        acc0 = jnp.zeros_like(observe(carry.source)) if loop.record else 0.0
-        (carry, acc), _ = jax.lax.scan(inner, (carry, acc0), incs)
-        return carry, (acc / sps if loop.record else None)
+    # Each step is rematerialised too: the group's recomputation in reverse mode then stores one
+    # carry per step instead of ~20 intermediates (each its own dynamic-update-slice kernel),
+    # and the backward step recomputes its Heun stage in one fused kernel (measured 3-5% faster
+    # reverse at B = 1, and less memory at large B).
+    advance = jax.checkpoint(lambda carry, inc: step(carry, inc)[0], prevent_cse=False)
 
     def one_group(carry, g, size):
         start = step_offset + g * loop.group * sps
         incs = noise(start, size * sps)
-        incs = incs.reshape((size, sps) + incs.shape[1:])
-        return jax.lax.scan(one_sample, carry, incs)
+        if not loop.record:
+            carry, _ = jax.lax.scan(lambda c, inc: (advance(c, inc), None), carry, incs, length=size * sps)
+            return carry, None
+        if lagged:
+            carry, out = jax.lax.scan(lambda c, inc: (advance(c, inc), observe(c.source)), carry, incs,
+                                      length=size)
+        else:
+            def one_sample(carry, incs):
+                # sum the states each step starts from, minus the first, plus the last: the same
+                # sum (in the same order) as adding each step's result, without a second use
+                # of the step's result splitting its fusion
+                def inner(state, inc):
+                    carry, acc = state
+                    return (advance(carry, inc), acc + observe(carry.source)), None
+
+                acc0 = -observe(carry.source)
+                (carry, acc), _ = jax.lax.scan(inner, (carry, acc0), incs, length=sps)
+                return carry, (acc + observe(carry.source)) / sps
+
+            if incs is not None:
+                incs = incs.reshape((size, sps) + incs.shape[1:])
+            carry, out = jax.lax.scan(one_sample, carry, incs, length=size)
+        if reduce is not None:
+            out = reduce.block(out, g * loop.group - shift)
+        return carry, out
 
     n_groups, rem = divmod(loop.n_samples, loop.group)
-    outs = []
+    outs, firsts = [], []
     if n_groups:
         body = jax.checkpoint(lambda c, g: one_group(c, g, loop.group), prevent_cse=False)
         carry, out = jax.lax.scan(body, carry, jnp.arange(n_groups))
         if loop.record:
-            outs.append(out.reshape((-1,) + out.shape[2:]))
+            outs.append(out if reduce is not None else out.reshape((-1,) + out.shape[2:]))
+            firsts += [g * loop.group - shift for g in range(n_groups)]
     if rem:
         carry, out = jax.checkpoint(lambda c: one_group(c, n_groups, rem), prevent_cse=False)(carry)
         if loop.record:
-            outs.append(out)
+            outs.append(out[None] if reduce is not None else out)
+            firsts.append(n_groups * loop.group - shift)
     if not loop.record:
         return carry, None
-    return carry, outs[0] if len(outs) == 1 else jnp.concatenate(outs)
+    if lagged:  # the last sample is the final state, which no group recorded
+        last = observe(carry.source)[None]
+        if reduce is not None:
+            outs.append(reduce.block(last, loop.n_samples - 1)[None])
+            firsts.append(loop.n_samples - 1)
+        else:
+            outs.append(last)
+    samples = outs[0] if len(outs) == 1 else jnp.concatenate(outs)
+    if reduce is not None:
+        return carry, reduce.assemble(samples, firsts)
+    return carry, samples[1:] if lagged else samples
