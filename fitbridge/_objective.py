@@ -18,7 +18,6 @@ Backends never call the :class:`~fitbridge._problem.Problem` directly; they call
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 
@@ -28,6 +27,7 @@ import pandas as pd
 from ._errors import FitbridgeError, fail
 from ._evallog import EvalLog
 from ._problem import Problem
+from ._progress import progress_bar
 
 __all__ = ["Objective", "BudgetExhausted", "StopRequested", "PENALTY"]
 
@@ -90,7 +90,8 @@ class Objective:
         self.best_x, self.best_fun, self.best_jac = self.x0, np.inf, None
         self._rows: list[dict] = []
         self._t0 = time.perf_counter()
-        self._bar = _progress_bar(self.budget) if progress else None
+        # minimize's progress=True means "when stderr is a terminal" (progress_bar's None)
+        self._bar = progress_bar(self.budget, progress=None if progress else False, unit="eval")
 
     # --------------------------------------------------- delegated views
     dim = property(lambda self: self.space.dim)
@@ -275,8 +276,7 @@ class Objective:
         """Log the row, advance the progress bar, call back; True if the callback asks to stop."""
         if self._log is not None and (row["eval"] >= len(self._replay) or self._log_replayed):
             self._log.write(row)
-        if self._bar is not None:
-            self._bar.update(1)
+        self._bar.update(1)
         if self.callback is None:
             return False
         return self.callback({**row, "x": row["x"].copy(), "aux": dict(row["aux"])}) is True
@@ -300,21 +300,9 @@ class Objective:
 
     def close(self) -> None:
         """Close the progress bar (the log belongs to the caller)."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._bar.close()
 
 
 class ResumeMismatch(FitbridgeError):
     """A resumed run asked for a point that differs from the logged one."""
 
-
-def _progress_bar(total: int | None):
-    """A tqdm bar on an interactive stderr, else None (tqdm is optional)."""
-    if not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="eval", leave=False, file=sys.stderr)
