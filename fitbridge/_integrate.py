@@ -14,12 +14,19 @@ Time is organised as ``groups`` of ``samples`` of ``steps``:
 - a BOLD convolution consumes each group's samples as soon as they exist
   (:class:`~fitbridge._bold.BlockFrames`), so no ``(samples, nodes)`` stock exists either.
 
-Performance notes (XLA CPU, measured with ``benchmarks/bench_kernel.py``): a step is one
-coupling product and one fused elementwise kernel (the whole Heun step). That kernel is a
-single dependency chain per vector (``exp``, division, ``exp``, division) and is
-latency-bound, so it costs the same per element at every batch size: batching over
+Performance notes (XLA CPU, measured with ``benchmarks/bench_kernel.py`` and
+``benchmarks/README.md``): a step is one coupling product and one fused elementwise kernel
+(the whole Heun step). That kernel is a single dependency chain per vector (two vector-field
+evaluations, one division each since :func:`~fitbridge.models.safe_h` merges the ``exp``
+into the quotient) and is latency-bound (~13 ns per element in float64 at every size, 6x its
+instruction throughput), so it costs the same per element at every batch size: batching over
 parameter sets amortises only the per-step costs (loop and kernel dispatch, the
-matrix-vector product becoming a matrix product, noise drawn once for a shared key).
+matrix-vector product becoming a matrix product, noise drawn once for a shared key). Every
+HLO kernel of the loop body costs a dispatch per step (~0.1-0.3 us): a forward step has six
+(two copies, the loop counter, the record's update, the product, the Heun kernel); the
+reverse step is dominated by how many kernels XLA splits the backward Heun step into (no
+multi-output fusion on CPU), which is why the clamps avoid ``jnp.clip``'s derivative
+(:func:`clamp`) and ``safe_h`` returns its value and slope from one kernel.
 Under ``vmap`` the coupling is written ``x @ W.T`` so that the product's batch axis stays
 leading like the state's (``W @ x`` puts it last and every Heun kernel then reads the
 coupling transposed).
@@ -59,23 +66,37 @@ def make_delays(lengths, speed, dt: float, length: int, mode: str) -> Delays:
 
 
 def coupling(weights, state, buf, pos, delays: Delays | None, cvar: int):
-    """``c_i = sum_j W[i, j] x_j(t - tau_ij)``; without delays one matrix-vector product."""
+    """``c_i = sum_j W[i, j] x_j(t - tau_ij)``; without delays one matrix-vector product.
+
+    ``weights`` may also be ``(k, n, n)`` (a model's ``effective_weights``, e.g. the excitatory
+    and inhibitory couplings of :class:`~fitbridge.models.WongWangEIB`): the result is ``(k, n)``."""
     if delays is None:
+        if weights.ndim == 3:  # several weighted couplings of the same variable (k, n, n) -> (k, n)
+            return jnp.einsum("kij,j->ki", weights, state[cvar])
         # ``x @ W.T`` rather than ``W @ x``: under ``vmap`` the batch axis of the product then
         # stays leading, like the state's, and the Heun fusion reads it without a transpose.
         return state[cvar] @ weights.T
-    n = weights.shape[0]
+    n = weights.shape[-1]
     L = delays.length
     col = jnp.arange(n)[None, :]
     flat = buf.reshape(-1)
     newer = flat[((pos - delays.k0) % L) * n + col]
     older = flat[((pos - delays.k0 - 1) % L) * n + col]
     delayed = newer + delays.frac * (older - newer)
-    return jnp.sum(weights * delayed, axis=1)
+    return jnp.sum(weights * delayed, axis=-1)  # (n,) or, for (k, n, n) weights, (k, n)
+
+
+def clamp(x, lo, hi):
+    """``clip(x, lo, hi)`` written with ``where``: the same values (NaN stays NaN), but a derivative
+    without ``jnp.clip``'s tie-splitting division (``max``/``min`` give 1/2 at ``x == lo``), which
+    XLA treats as an expensive shared value and materialises in separate kernels (four of the
+    ~31 kernels of one backward Heun step). At an exact tie the derivative here is 1 (also a
+    valid subgradient)."""
+    return jnp.where(x < lo, lo, jnp.where(x > hi, hi, x))
 
 
 def _clamp(x, lo, hi):
-    return x if lo is None else jnp.clip(x, lo, hi)
+    return x if lo is None else clamp(x, lo, hi)
 
 
 def _add(x, inc):
@@ -147,8 +168,12 @@ def run_blocks(step, observe, carry, loop: Loop, noise, step_offset: int, reduce
     # Each step is rematerialised too: the group's recomputation in reverse mode then stores one
     # carry per step instead of ~20 intermediates (each its own dynamic-update-slice kernel),
     # and the backward step recomputes its Heun stage in one fused kernel (measured 3-5% faster
-    # reverse at B = 1, and less memory at large B).
-    advance = jax.checkpoint(lambda carry, inc: step(carry, inc)[0], prevent_cse=False)
+    # reverse at B = 1, and less memory at large B). The coupling product is the exception: its
+    # result (n values per step) is saved, so the backward step does not recompute it (the
+    # product is ~n^2 work per step: reverse measured 7% faster at 84 nodes, 22% at 379, 13% at
+    # 998).
+    advance = jax.checkpoint(lambda carry, inc: step(carry, inc)[0], prevent_cse=False,
+                             policy=jax.checkpoint_policies.dots_saveable)
 
     def one_group(carry, g, size):
         start = step_offset + g * loop.group * sps

@@ -34,11 +34,14 @@ def normalize_weights(weights: np.ndarray, how: str | Callable | None) -> np.nda
 
 
 def _matrix(name: str, value, n: int | None = None) -> np.ndarray:
+    if np.iscomplexobj(value):
+        fail(f"Network.{name}", "a real-valued (n, n) matrix", "complex values",
+             "pass np.real(...) or np.abs(...)")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         fail(f"Network.{name}", "a numeric (n, n) matrix", type(value).__name__, "pass a NumPy array")
-    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.size == 0:
         fail(f"Network.{name}", "a square (n, n) matrix oriented [target, source]",
              f"shape {arr.shape}", "pass one subject's matrix, e.g. data.weights")
     if n is not None and arr.shape[0] != n:
@@ -92,7 +95,10 @@ class Network:
                      "check the file: lengths are distances")
             object.__setattr__(self, "lengths", lengths)
         if self.speed is not None:
-            speed = float(self.speed)
+            try:
+                speed = float("nan") if isinstance(self.speed, (str, bool)) else float(self.speed)
+            except (TypeError, ValueError):
+                speed = float("nan")
             if not np.isfinite(speed) or speed <= 0:
                 fail("Network.speed", "a conduction speed > 0 in mm/ms (m/s)", self.speed,
                      "pass e.g. speed=3.0, or speed=None for no delays")
@@ -119,10 +125,14 @@ def _check_model_params(model, n: int) -> None:
     if names is None or not hasattr(model, "dfun"):
         fail("Network.model", "a model from fitbridge.models (e.g. ReducedWongWang())",
              type(model).__name__, "build the model first: fb.models.ReducedWongWang(G=0.5)")
+    edges = getattr(model, "edge_fields", ())
     for name in names:
         value = np.asarray(getattr(model, name))
-        if value.shape not in ((), (n,)):
+        if name in edges and value.shape not in ((), (n, n)):
+            fail(f"{type(model).__name__}.{name}", f"a scalar or a per-edge ({n}, {n}) array",
+                 f"shape {value.shape}", "give one value per connection, oriented like the weights")
+        if name not in edges and value.shape not in ((), (n,)):
             fail(f"{type(model).__name__}.{name}", f"a scalar or a regional ({n},) array",
                  f"shape {value.shape}", f"give one value per region ({n}) or a single number")
-        if not np.all(np.isfinite(value)):
+        if value.dtype.kind not in "biuf" or not np.all(np.isfinite(value)):
             fail(f"{type(model).__name__}.{name}", "finite values", value, "replace NaN/inf")

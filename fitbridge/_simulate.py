@@ -191,9 +191,29 @@ class Simulation:
                  "pass bold=fb.bold.HRF(tr=720.0)")
         if self.checkpoint != "auto" and (not isinstance(self.checkpoint, int) or self.checkpoint < 1):
             fail("Simulation.checkpoint", "'auto' or a positive int", repr(self.checkpoint), "use 'auto'")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            fail("Simulation.seed", "an int", repr(self.seed), "pass seed=0")
+        self._check_noise_and_bold()
         _multiple("Simulation.transient", self.transient, self.dt, "dt")
         self._check_initial_state()
         self.plan  # validates the time grid eagerly
+
+    def _check_noise_and_bold(self):
+        if self.noise is not None and not isinstance(self.noise.sigma, jax.core.Tracer):
+            try:
+                sigma = np.asarray(self.noise.sigma, dtype=np.float64)
+            except (TypeError, ValueError):
+                sigma = np.asarray(np.nan)
+            if sigma.shape not in ((), (self.network.n_nodes,)) or not np.all(np.isfinite(sigma)) \
+                    or np.any(sigma < 0):
+                fail("AdditiveNoise.sigma", f"a finite number >= 0 or ({self.network.n_nodes},) of them",
+                     repr(self.noise.sigma), "pass e.g. AdditiveNoise(sigma=0.00283)")
+        if self.bold is not None:
+            name = type(self.bold).__name__
+            _positive(f"{name}.tr", self.bold.tr, "give the repetition time in ms, e.g. tr=720.0")
+            _positive(f"{name}.period", self.bold.period, "use the default period=4.0 (ms)")
+        if self.record_period is not None:
+            _positive("Simulation.record_period", self.record_period, "pass e.g. record_period=10.0 (ms)")
 
     def _check_initial_state(self):
         if self.initial_state is None:
@@ -285,7 +305,7 @@ class Simulation:
         plan, model = self.plan, params["model"]
         net = self.network
         dtype = jnp.result_type(float)
-        weights = jnp.asarray(net.weights, dtype)
+        weights = self._weights(model, dtype)
         x0 = self._initial(dtype)
         cvar = model.coupling_var
         delays, L = None, 1
@@ -293,7 +313,7 @@ class Simulation:
             L = self._buffer_length()
             delays = make_delays(jnp.asarray(net.lengths, dtype), params["speed"], self.dt, L, self.delay_mode)
         buf0 = jnp.broadcast_to(x0[cvar], (L, net.n_nodes)).astype(dtype)
-        carry = Carry(x0, buf0, jnp.zeros((), jnp.int32), jnp.zeros(net.n_nodes, dtype))
+        carry = Carry(x0, buf0, jnp.zeros((), jnp.int32), jnp.zeros(weights.shape[:-1], dtype))
         step = self._stepper(model, weights, delays, L)
         noise = self._noise(params, key, increments, dtype)
         carry, _ = run_blocks(step, None, carry, Loop(plan["n_pre"], 1, self._group(plan["n_pre"], 1), False),
@@ -309,6 +329,14 @@ class Simulation:
         if self.bold is None:
             return samples, carry.x
         return bold.frames(samples, plan["newest0"], plan["n_frames"]), carry.x
+
+    def _weights(self, model, dtype):
+        """The coupling weights: ``(n, n)``, or the model's ``effective_weights`` (per-edge
+        parameters, computed once per call so gradients reach them)."""
+        weights = jnp.asarray(self.network.weights, dtype)
+        if hasattr(model, "effective_weights"):
+            weights = model.effective_weights(weights)
+        return weights
 
     def _initial(self, dtype):
         model = self.network.model
@@ -380,6 +408,22 @@ class Simulation:
         return self.transient + self.bold.tr * np.arange(1, plan["n_frames"] + 1)
 
 
+def _check_values(sim: Simulation, values: dict) -> None:
+    """Named values are finite numbers of an allowed shape (checked before anything compiles)."""
+    n, regional = sim.network.n_nodes, sim.parameter_names()
+    edges = getattr(sim.network.model, "edge_fields", ())
+    for name, value in values.items():
+        try:
+            v = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            fail(f"simulate({name}=...)", "a number or an array of numbers", repr(value), "pass e.g. 0.3")
+        shapes = [()] + ([(n,)] if regional[name] else []) + ([(n, n)] if name in edges else [])
+        if v.shape not in shapes or not np.all(np.isfinite(v)):
+            fail(f"simulate({name}=...)", f"finite values of shape {' or '.join(map(str, shapes))}",
+                 f"shape {v.shape}" if v.shape not in shapes else "non-finite values",
+                 "give one number, or one per region of the network")
+
+
 def simulate(sim: Simulation, key=None, **values) -> SimulationResult:
     """Run ``sim`` (optionally with named values, e.g. ``G=0.3``) and return NumPy arrays (float64).
 
@@ -396,6 +440,7 @@ def simulate(sim: Simulation, key=None, **values) -> SimulationResult:
     if unknown:
         fail("simulate", f"parameter names among {sorted(sim.parameter_names())}", sorted(unknown),
              "check the spelling, or add noise/delays/BOLD to the simulation first")
+    _check_values(sim, values)
     with jax.enable_x64(True):
         key = sim.key() if key is None else key
         vals = {k: jnp.asarray(v, jnp.float64) for k, v in values.items()}

@@ -3,6 +3,6 @@
 See :mod:`fitbridge._models` for the equations, units and references.
 """
 
-from ._models import MODELS, ReducedWongWang, WilsonCowan, WongWangExcInh, safe_h
+from ._models import MODELS, ReducedWongWang, WilsonCowan, WongWangEIB, WongWangExcInh, safe_h
 
-__all__ = ["MODELS", "ReducedWongWang", "WongWangExcInh", "WilsonCowan", "safe_h"]
+__all__ = ["MODELS", "ReducedWongWang", "WongWangExcInh", "WongWangEIB", "WilsonCowan", "safe_h"]
