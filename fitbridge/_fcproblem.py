@@ -19,17 +19,25 @@ from ._simulate import Simulation
 __all__ = ["FCProblem"]
 
 
-def _check_target(target, n: int) -> np.ndarray:
-    t = np.asarray(target, dtype=np.float64)
+def _check_target(target, n: int, where: str = "FCProblem.target") -> np.ndarray:
+    raw = np.asarray(target)
+    if raw.dtype.kind not in "biuf" and raw.dtype != object:
+        fail(where, "a real-valued (n, n) FC matrix", f"dtype {raw.dtype}",
+             "pass the FC as a float array (np.corrcoef(bold.T))")
+    try:
+        t = np.asarray(target, dtype=np.float64)
+    except (TypeError, ValueError):
+        fail(where, "a real-valued (n, n) FC matrix", f"{type(target).__name__} of non-numbers",
+             "pass the FC as a float array (np.corrcoef(bold.T))")
     if t.shape != (n, n):
-        fail("FCProblem.target", f"an ({n}, {n}) FC matrix matching the network", f"shape {t.shape}",
+        fail(where, f"an ({n}, {n}) FC matrix matching the network", f"shape {t.shape}",
              "pass the empirical FC of the same parcellation (e.g. data.fc)")
     iu = np.triu_indices(n, 1)
     if not np.all(np.isfinite(t[iu])) or not np.all(np.isfinite(t.T[iu])):
-        fail("FCProblem.target", "finite off-diagonal FC values", f"{np.sum(~np.isfinite(t))} NaN/inf entries",
+        fail(where, "finite off-diagonal FC values", f"{np.sum(~np.isfinite(t))} NaN/inf entries",
              "drop regions with flat BOLD before computing FC")
     if not np.allclose(t, t.T, atol=1e-8):
-        fail("FCProblem.target", "a symmetric FC matrix", f"max |FC - FC.T| = {np.max(np.abs(t - t.T)):.3g}",
+        fail(where, "a symmetric FC matrix", f"max |FC - FC.T| = {np.max(np.abs(t - t.T)):.3g}",
              "symmetrise it with (FC + FC.T) / 2 if the asymmetry is numerical")
     return t
 
@@ -84,11 +92,18 @@ class FCProblem(Problem):
         n = sim.network.n_nodes
         target = _check_target(target, n)
         allowed = sim.parameter_names()
-        space = ParameterSpace(free, n_regions=n, allowed=allowed) if isinstance(free, Mapping) else free
+        edge_fields = getattr(sim.network.model, "edge_fields", ())
+        self.edge_index = tuple(np.nonzero(sim.network.weights))  # (rows, cols) of per-edge parameters
+        space = (ParameterSpace(free, n_regions=n, allowed=allowed, edges=self.edge_index)
+                 if isinstance(free, Mapping) else free)
         for name, spec in space.free.items():
-            if spec.regional and not allowed[name]:
+            if spec.regional and (not allowed[name] or name in edge_fields):
                 fail(f"FCProblem.free[{name!r}]", "a global value (this parameter cannot be regional)",
-                     "regional=True", "set regional=False")
+                     "regional=True", "set regional=False" + (", or edges=True" if name in edge_fields else ""))
+            if spec.edges and name not in edge_fields:
+                fail(f"FCProblem.free[{name!r}]", f"edges=True only for per-edge parameters {list(edge_fields)}",
+                     "edges=True", "use regional=True for a per-region value")
+        self._edge_names = [k for k, f in space.free.items() if f.edges]
         if "speed" in space.free:
             lo = space.free["speed"].bounds[0]
             if not lo > 0:
@@ -112,6 +127,7 @@ class FCProblem(Problem):
         target_j = np.asarray(target)
 
         def fc_loss(values, key):
+            values = self._matrices(values)
             base = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), sim.params)
             bold, _ = sim.forward(sim.with_values(base, values), key)
             sim_fc = fc(bold, self.skip)
@@ -133,6 +149,15 @@ class FCProblem(Problem):
                 "target": _digest(target), "loss": loss if isinstance(loss, str) else repr(loss),
                 "fisher": fisher, "skip": self.skip}
 
+    def _matrices(self, values: dict) -> dict:
+        """Per-edge vectors -> ``(n, n)`` matrices oriented like the weights (0 off the edges)."""
+        if not self._edge_names:
+            return values
+        values, (rows, cols), n = dict(values), self.edge_index, self.sim.network.n_nodes
+        for k in self._edge_names:
+            values[k] = jnp.zeros((n, n), values[k].dtype).at[rows, cols].set(values[k])
+        return values
+
     # ------------------------------------------------------------ inspection helpers
     def simulate(self, x, key=None) -> np.ndarray:
         """BOLD ``(frames, n)`` at the parameter vector ``x`` (float64 NumPy)."""
@@ -142,7 +167,7 @@ class FCProblem(Problem):
             fn = self._compiled.get("bold")
             if fn is None:
                 base = lambda: jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), self.sim.params)  # noqa
-                fn = jax.jit(lambda x, k: self.sim.forward(self.sim.with_values(base(), self.space.unflatten(x)), k)[0])
+                fn = jax.jit(lambda x, k: self.sim.forward(self.sim.with_values(base(), self._matrices(self.space.unflatten(x))), k)[0])
                 self._compiled["bold"] = fn
             return np.asarray(fn(x, key), dtype=np.float64)
 

@@ -159,3 +159,29 @@ def plot_explored(frame: pd.DataFrame, x: str, y: str, value: str = "fc_r", path
     ax.set_title(f"explored {value}")
     ax.legend(loc="best", fontsize="small", framealpha=0.7)
     return _save(ax.figure, path)
+
+
+def plot_tuning(history: pd.DataFrame, path: str | PathLike | None = None):
+    """FIC/EIB convergence panels: mean ``S_e`` (with the regional range), mean ``J_i``, and the
+    sliding-window FC r and RMSE against the target, per iteration (a tuning history)."""
+    missing = [c for c in ("iteration", "S_e", "S_e_min", "S_e_max", "J_i", "fc_r", "rmse") if c not in history]
+    if missing:
+        fail("plot_tuning", "a tuning history (fb.fic(...).history)", f"missing columns {missing}",
+             "pass the history of a fic/eib result")
+    fig = _figure((11.0, 3.4))
+    axes = fig.subplots(1, 3)
+    it = history["iteration"].to_numpy()
+    axes[0].fill_between(it, history["S_e_min"], history["S_e_max"], alpha=0.3, label="regional range")
+    axes[0].plot(it, history["S_e"], label="mean")
+    axes[0].set_ylabel("<S_e> per TR")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(it, history["J_i"])
+    axes[1].set_ylabel("mean J_i (nA)")
+    axes[2].plot(it, history["fc_r"], label="FC r")
+    axes[2].plot(it, history["rmse"], label="FC RMSE")
+    axes[2].set_ylabel("sliding-window FC vs target")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("iteration (TR)")
+    return _save(fig, path)
+

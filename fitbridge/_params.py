@@ -55,13 +55,17 @@ class Free:
         Box bounds, the same for every region; ``+-inf`` means unbounded on that side.
     regional : bool
         One value per region (``w[0] ... w[n-1]``) instead of one global value.
+    edges : bool
+        One value per structural connection (``wLRE[i,j]`` for each edge of the connectome,
+        row-major order of ``np.nonzero(weights)``), for the per-edge parameters of a model
+        (e.g. :class:`~fitbridge.models.WongWangEIB`). ``init`` is a scalar or one value per edge.
     transform : {"identity", "log", "logit"}
         Coordinate used by optimizers that work in an unbounded space (module docstring).
 
     Examples
     --------
     >>> Free(0.5, bounds=(0.0, 3.0))
-    Free(init=0.5, bounds=(0.0, 3.0), regional=False, transform='identity')
+    Free(init=0.5, bounds=(0.0, 3.0), regional=False, transform='identity', edges=False)
     >>> Free(0.01, bounds=(0.0, 1.0), regional=True, transform="logit").regional
     True
     """
@@ -70,9 +74,14 @@ class Free:
     bounds: tuple[float, float] = (-math.inf, math.inf)
     regional: bool = False
     transform: str = "identity"
+    edges: bool = False
 
     def __post_init__(self):
-        init = np.asarray(self.init, dtype=np.float64)
+        try:
+            init = np.asarray(self.init, dtype=np.float64)
+        except (TypeError, ValueError):
+            fail("Free.init", "a number or an (n_regions,) array of numbers", repr(self.init),
+                 "pass e.g. Free(0.5, bounds=(0.0, 1.0))")
         if init.ndim > 1:
             fail(
                 "Free.init",
@@ -91,7 +100,14 @@ class Free:
                 "pass bounds=(0.0, 3.0); use math.inf for an open side",
             )
         object.__setattr__(self, "bounds", (lo, hi))
+        if not isinstance(self.regional, (bool, np.bool_)):
+            fail("Free.regional", "True or False", repr(self.regional), "pass regional=True")
         object.__setattr__(self, "regional", bool(self.regional))
+        if not isinstance(self.edges, (bool, np.bool_)):
+            fail("Free.edges", "True or False", repr(self.edges), "pass edges=True for a per-edge parameter")
+        object.__setattr__(self, "edges", bool(self.edges))
+        if self.edges and self.regional:
+            fail("Free", "either regional=True or edges=True", "both", "a parameter is per region or per edge")
         if self.transform not in TRANSFORMS:
             fail(
                 "Free.transform",
@@ -106,7 +122,7 @@ def _did_you_mean(name: str, choices: Collection[str]) -> str:
     return f"did you mean {' or '.join(map(repr, close))}" if close else ""
 
 
-def _check_entry(name: str, free: Free, n_regions: int | None) -> np.ndarray:
+def _check_entry(name: str, free: Free, n_regions: int | None, n_edges: int | None = None) -> np.ndarray:
     """Validate one named entry; return its init as a float64 vector of its length."""
     where = f"ParameterSpace[{name!r}]"
     lo, hi = free.bounds
@@ -127,7 +143,16 @@ def _check_entry(name: str, free: Free, n_regions: int | None) -> np.ndarray:
             "give finite bounds or use transform='log'/'identity'",
         )
     init = np.asarray(free.init, dtype=np.float64)
-    if free.regional:
+    if free.edges:
+        if n_edges is None:
+            fail(where, "the connectome's edges for a per-edge parameter", "edges=None",
+                 "build the problem with fb.FCProblem, or pass ParameterSpace(..., edges=np.nonzero(W))")
+        if init.ndim == 0:
+            init = np.full(n_edges, float(init))
+        if init.shape != (n_edges,):
+            fail(where, f"a scalar or one value per edge ({n_edges},)", f"shape {init.shape}",
+                 "take the values at the edges: value[np.nonzero(weights)]")
+    elif free.regional:
         if n_regions is None:
             fail(
                 where,
@@ -158,7 +183,8 @@ def _check_entry(name: str, free: Free, n_regions: int | None) -> np.ndarray:
             where,
             f"an init inside the bounds [{lo}, {hi}]",
             f"init={float(init[bad][0])!r}"
-            + (f" at region {np.flatnonzero(bad)[0]}" if free.regional else ""),
+            + (f" at region {np.flatnonzero(bad)[0]}" if free.regional else "")
+            + (f" at edge {np.flatnonzero(bad)[0]}" if free.edges else ""),
             "move the init inside the bounds or widen them",
         )
     if free.transform == "log" and np.any(init <= 0):
@@ -182,6 +208,8 @@ class ParameterSpace:
         Length of regional parameters (inferred from regional array inits when omitted).
     allowed : collection of str, optional
         Names the model accepts; unknown names are rejected with a "did you mean".
+    edges : (rows, cols) index arrays, optional
+        The structural connections of per-edge parameters (``Free(..., edges=True)``).
 
     Examples
     --------
@@ -201,6 +229,7 @@ class ParameterSpace:
         *,
         n_regions: int | None = None,
         allowed: Collection[str] | None = None,
+        edges: tuple | None = None,
     ):
         if not isinstance(free, Mapping) or len(free) == 0:
             fail(
@@ -225,12 +254,23 @@ class ParameterSpace:
             }
             n_regions = sizes.pop() if len(sizes) == 1 else None
         self.n_regions = None if n_regions is None else int(n_regions)
+        if edges is not None:
+            rows, cols = (np.asarray(e, dtype=np.int64).ravel() for e in edges)
+            if rows.shape != cols.shape:
+                fail("ParameterSpace.edges", "(rows, cols) index arrays of one length",
+                     f"lengths {rows.size} and {cols.size}", "pass np.nonzero(weights)")
+            edges = (rows, cols)
+        self.edges = edges
+        n_edges = None if edges is None else edges[0].size
         slices, inits, lows, highs, kinds, names = {}, [], [], [], [], []
         for name, spec in self.free.items():
             self._check_name(name, spec, allowed)
-            init = _check_entry(name, spec, self.n_regions)
+            init = _check_entry(name, spec, self.n_regions, n_edges)
             slices[name] = slice(len(names), len(names) + init.size)
-            names += [f"{name}[{i}]" for i in range(init.size)] if spec.regional else [name]
+            if spec.edges:
+                names += [f"{name}[{i},{j}]" for i, j in zip(*edges)]
+            else:
+                names += [f"{name}[{i}]" for i in range(init.size)] if spec.regional else [name]
             inits.append(init)
             lows.append(np.full(init.size, spec.bounds[0]))
             highs.append(np.full(init.size, spec.bounds[1]))
@@ -290,7 +330,7 @@ class ParameterSpace:
                 f"pass one value per entry of names ({self.dim})",
             )
         return {
-            name: x[s] if self.free[name].regional else x[s.start]
+            name: x[s] if self.free[name].regional or self.free[name].edges else x[s.start]
             for name, s in self._slices.items()
         }
 
@@ -324,10 +364,13 @@ class ParameterSpace:
 
     def describe(self) -> dict:
         """A JSON-able description (used for hashing and manifests)."""
-        return {
+        out = {
             "n_regions": self.n_regions,
             "free": {k: dataclasses.asdict(v) for k, v in self.free.items()},
         }
+        if self.edges is not None:
+            out["edges"] = hashlib.sha256(np.stack(self.edges).tobytes()).hexdigest()[:16]
+        return out
 
     def hash(self) -> str:
         """SHA-256 of :meth:`describe` (stable across processes)."""
@@ -336,7 +379,7 @@ class ParameterSpace:
 
     def __repr__(self) -> str:
         parts = ", ".join(
-            f"{k}{f'[{s.stop - s.start}]' if self.free[k].regional else ''}"
+            f"{k}{f'[{s.stop - s.start}]' if self.free[k].regional or self.free[k].edges else ''}"
             for k, s in self._slices.items()
         )
         return f"ParameterSpace({parts}; dim={self.dim})"

@@ -12,7 +12,7 @@ import pandas as pd
 from ._errors import fail
 from ._result import OptimizeResult
 
-__all__ = ["landscape"]
+__all__ = ["landscape", "fc_matrices", "fc_scatter", "regional", "tuning"]
 
 _HIGHER_IS_BETTER = ("fc_r", "mean_fc")
 
@@ -119,3 +119,31 @@ def landscape(frame: pd.DataFrame, x: str = "G", y: str = "w", value: str = "fc_
     ax.set_title(title if title is not None else f"{value} over ({x}, {y})")
     ax.legend(loc="upper right", fontsize="small", framealpha=0.7)
     return ax
+
+
+def fc_matrices(empirical, simulated, path=None, **kwargs):
+    """Empirical and simulated FC side by side with their r (see ``fitbridge._figures.plot_fc``)."""
+    from ._figures import plot_fc
+
+    return plot_fc(empirical, simulated, path, **kwargs)
+
+
+def fc_scatter(empirical, simulated, path=None, **kwargs):
+    """Simulated vs empirical FC entries (upper triangle) with r."""
+    from ._figures import plot_fc_scatter
+
+    return plot_fc_scatter(empirical, simulated, path, **kwargs)
+
+
+def regional(values, weights, path=None, **kwargs):
+    """A fitted regional parameter against node strength."""
+    from ._figures import plot_regional
+
+    return plot_regional(values, weights, path, **kwargs)
+
+
+def tuning(history, path=None):
+    """FIC/EIB convergence panels of a :class:`~fitbridge.TuningResult` history."""
+    from ._figures import plot_tuning
+
+    return plot_tuning(history, path)
