@@ -4,12 +4,20 @@ Every run goes through :func:`fitbridge.minimize` with the same ``budget``. Runs
 by ``(method, restart, seed)``: ``restart`` picks the starting point (restart 0 starts at
 ``x0``, restart ``r >= 1`` at the ``r``-th point of a scrambled Sobol sequence in the box,
 the same points for every method), ``seed`` seeds the optimizer.
+
+**Processes and clusters.** Every run is independent of the others, so with
+``backend="joblib"`` (loky processes, or the backend of an active ``joblib.parallel_config``)
+or ``backend="dask"`` each ``(method, restart, seed)`` run is one task on a worker
+(:mod:`fitbridge._parallel`; ``n_jobs``, ``scheduler``, ``recipe``, ``retries`` as in
+:func:`fitbridge.evaluate`). The table and the histories are the same as run here (only the
+``wall_time`` column differs); a run whose worker dies is resubmitted or reported by
+:class:`~fitbridge._parallel.WorkerLost`, never dropped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 
 import numpy as np
@@ -17,9 +25,11 @@ import pandas as pd
 
 from . import backends
 from ._errors import fail
-from ._minimize import minimize
-from ._multistart import sobol_points
+from ._minimize import _start
+from ._multistart import _local_run, sobol_points
+from ._parallel import TASK_BACKENDS, Task, check_backend, map_tasks
 from ._problem import Problem
+from ._progress import progress_bar
 
 __all__ = ["compare", "plot_convergence", "Histories", "TABLE_COLUMNS"]
 
@@ -44,7 +54,7 @@ class Histories:
         return self
 
 
-def _check(problem, methods, budget, restarts, seeds) -> list:
+def _check(problem, methods, budget, restarts, seeds, options=None, x0=None) -> list:
     if not isinstance(problem, Problem):
         fail("compare(problem=...)", "a fitbridge Problem", type(problem).__name__,
              "wrap your loss: Problem(loss, {'G': Free(...)})")
@@ -56,8 +66,15 @@ def _check(problem, methods, budget, restarts, seeds) -> list:
              "pass e.g. budget=300")
     if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
         fail("compare(restarts=...)", "an int >= 1", repr(restarts), "pass restarts=4")
-    if isinstance(seeds, (int, np.integer)) or not len(seeds):
-        fail("compare(seeds=...)", "a non-empty sequence of ints", repr(seeds), "pass seeds=(0, 1)")
+    if (isinstance(seeds, (int, np.integer, str)) or not isinstance(seeds, (Sequence, np.ndarray))
+            or not len(seeds)
+            or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds)):
+        fail("compare(seeds=...)", "a non-empty sequence of ints >= 0", repr(seeds), "pass seeds=(0, 1)")
+    if options is not None and not isinstance(options, Mapping):
+        fail("compare(options=...)", "a dict {method: options}", type(options).__name__,
+             "pass e.g. options={'cma': {'popsize': 8}}")
+    if x0 is not None:
+        _start(problem, x0)
     for method in methods:  # fail before anything runs
         if isinstance(method, str):
             reason = backends.incompatibility(backends.get(method), problem.space)
@@ -102,7 +119,8 @@ def _history(label, restart, seed, res) -> pd.DataFrame:
 
 def compare(problem: Problem, methods, *, budget: int, restarts: int = 1,
             seeds: Sequence[int] = (0,), options: dict | None = None, x0=None,
-            progress: bool = False) -> pd.DataFrame:
+            progress: bool = False, backend: str = "jax", n_jobs: int | None = None,
+            scheduler=None, recipe=None, retries: int = 2) -> pd.DataFrame:
     """Run every method ``restarts x len(seeds)`` times with the same budget; tabulate.
 
     Parameters
@@ -120,6 +138,15 @@ def compare(problem: Problem, methods, *, budget: int, restarts: int = 1,
         ``{method: options}`` passed to ``minimize`` for that method.
     x0 : array, optional
         Start of restart 0 (default ``problem.x0``).
+    progress : bool
+        Progress bars (runs here: each run's; on workers: one over the finished runs).
+    backend : {"jax", "joblib", "dask"}
+        Run here one after the other, or each run as one task on joblib workers or a Dask
+        cluster (module docstring). Runs elsewhere leave ``problem.nfev`` advanced by what
+        they evaluated.
+    n_jobs, scheduler, recipe, retries
+        As in :func:`fitbridge.evaluate` (workers, Dask client or address, a picklable
+        zero-argument builder of the problem, resubmissions after a worker death).
 
     Returns
     -------
@@ -139,20 +166,38 @@ def compare(problem: Problem, methods, *, budget: int, restarts: int = 1,
     [['scipy:L-BFGS-B', 0], ['scipy:L-BFGS-B', 1], ['cma', 0], ['cma', 1]]
     >>> table.attrs["histories"].frame.columns.tolist()
     ['method', 'restart', 'seed', 'eval', 'fun', 'best']
+
+    The same runs in two worker processes give the same table (but ``wall_time``):
+
+    >>> table = compare(bowl, ["cma"], budget=40, backend="joblib", n_jobs=2)  # doctest: +SKIP
     """
-    methods = _check(problem, methods, budget, restarts, seeds)
+    methods = _check(problem, methods, budget, restarts, seeds, options, x0)
+    check_backend(backend, "compare", TASK_BACKENDS, n_jobs=n_jobs, scheduler=scheduler,
+                  recipe=recipe, retries=retries)
     options = dict(options or {})
     starts = _starts(problem, x0, restarts)
-    rows, histories = [], []
+    here = backend == "jax"
+    runs, tasks = [], []
     for method in methods:
         label = _label(method)
         opts = options.get(method, options.get(label, {}))
         for restart, start in enumerate(starts):
             for seed in seeds:
-                res = minimize(problem, method, start, budget=budget, seed=int(seed),
-                               options=opts, progress=progress)
-                rows.append(_row(label, restart, seed, res))
-                histories.append(_history(label, restart, seed, res))
+                runs.append((label, restart, int(seed)))
+                tasks.append(Task(len(tasks), (method, start, budget, int(seed), opts,
+                                               progress and here)))
+    results = {}
+    with progress_bar(len(tasks), progress=None if progress and not here else False,
+                      desc="compare", unit="run") as bar:
+        for i, res in map_tasks(problem, _local_run, tasks, backend=backend, n_jobs=n_jobs,
+                                scheduler=scheduler, recipe=recipe, retries=retries,
+                                where="compare", noun="run"):
+            results[i] = res
+            bar.update(1)
+    if not here:  # the workers counted on their copies of the problem
+        problem.nfev += sum(r.nfev for r in results.values())
+    rows = [_row(*run, results[i]) for i, run in enumerate(runs)]
+    histories = [_history(*run, results[i]) for i, run in enumerate(runs)]
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     table.attrs["histories"] = Histories(pd.concat(histories, ignore_index=True))
     return table

@@ -1,13 +1,20 @@
 """Batch evaluation: many points of a problem as jit(vmap) over fixed-size padded chunks,
 sharded across devices, in float64 or float32, in this process or on workers.
 
-**Chunks.** ``X (n, d)`` is cut into chunks of ``chunk_size`` rows; the last one is padded
-with its last row, so every chunk has the same shape and a new ``n`` never compiles anything
-new. (Batches smaller than one chunk shrink it to the smallest power of two per device that
-holds them, so at most ``log2(chunk_size) + 1`` shapes exist per problem and setting.) The
+**Chunks.** ``X (n, d)`` is cut into chunks of ``chunk_size`` rows; the last one (and a batch
+smaller than one chunk) is padded with its last row up to the smallest power of two per device
+that holds it. So at most ``log2(chunk_size) + 1`` shapes exist per problem and setting, each
+compiled once: once they have been seen a new ``n`` compiles nothing, and padding never more
+than doubles the tail (on a CPU a padded row costs as much as a real one). A one-row chunk on
+one device (a local optimizer's single point) runs the point function without ``vmap``. The
 default ``chunk_size`` comes from a memory budget: :func:`bytes_per_point` (recorded samples x
 nodes x itemsize x a factor, from the simulation plan) against a share of the device memory,
 capped at 16 points per device on a CPU (batching does not pay there) and 1024 on GPUs/TPUs.
+
+**One batching path.** :meth:`Problem.evaluate` (``fun``, ``fun_and_jac``, ``batch``: every
+optimizer's points, CMA-ES generations, Nevergrad ``num_workers`` rounds, vectorized
+differential evolution, lockstep restarts) calls :func:`evaluate` in this process, so
+populations are chunked, padded and sharded exactly like grids.
 
 **Devices.** Each chunk is split along the batch axis over a 1-D ``jax.make_mesh`` of the
 devices (``NamedSharding(mesh, P("batch"))`` inputs, a ``shard_map`` of the vmapped kernel),
@@ -107,7 +114,10 @@ class Batch:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What a chunk computation needs besides the problem and its rows (hashable, picklable)."""
+    """What a chunk computation needs besides the problem and its rows (hashable, picklable).
+
+    ``chunk`` is the batch's full chunk length; a tail chunk may be shorter (its own rows).
+    """
 
     precision: str = "float64"
     grad: bool = False
@@ -117,7 +127,7 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Chunk:
-    """Rows ``lo:hi`` of a batch, padded to ``Settings.chunk`` rows (``x``, ``index``)."""
+    """Rows ``lo:hi`` of a batch, padded (``x``, ``index``; their length is the compiled shape)."""
 
     cid: int
     lo: int
@@ -198,14 +208,17 @@ def plan_chunks(n: int, n_devices: int, chunk_size: int) -> int:
     return n_devices * min(chunk_size // n_devices, 1 << (need - 1).bit_length())
 
 
-def make_chunks(X: np.ndarray, index: np.ndarray, chunk: int) -> list[Chunk]:
-    """Consecutive chunks of ``chunk`` rows; the last padded with its last row."""
+def make_chunks(X: np.ndarray, index: np.ndarray, chunk: int, n_devices: int = 1) -> list[Chunk]:
+    """Consecutive chunks of ``chunk`` rows; the last padded with its last row to
+    ``plan_chunks(rows left, n_devices, chunk)`` rows."""
     out = []
     for cid, lo in enumerate(range(0, X.shape[0], chunk)):
         hi = min(X.shape[0], lo + chunk)
-        pad = chunk - (hi - lo)
-        x = np.concatenate([X[lo:hi], np.repeat(X[hi - 1:hi], pad, axis=0)])
-        i = np.concatenate([index[lo:hi], np.repeat(index[hi - 1:hi], pad)])
+        pad = plan_chunks(hi - lo, n_devices, chunk) - (hi - lo)
+        x, i = X[lo:hi], index[lo:hi]
+        if pad:
+            x = np.concatenate([x, np.repeat(X[hi - 1:hi], pad, axis=0)])
+            i = np.concatenate([i, np.repeat(index[hi - 1:hi], pad)])
         out.append(Chunk(cid, lo, hi, x, i))
     return out
 
@@ -247,7 +260,7 @@ def _fc_point(problem, names: tuple[str, ...]) -> Callable:
 
     def one(values, key):
         base = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), sim.params)
-        bold, _ = sim.forward(sim.with_values(base, values), key)
+        bold, _ = sim.forward(sim.with_values(base, problem._matrices(values)), key)
         sim_fc = fc(bold, skip)
         value = (problem.loss_fn(sim_fc, target, fisher=True) if problem.fisher
                  else problem.loss_fn(sim_fc, target))
@@ -283,35 +296,51 @@ def _with_grad(problem, x, i):
     return v, g, aux, {}
 
 
-def _kernel(problem: Problem, settings: Settings, devices: list):
-    """The compiled sharded kernel and its input sharding (built once per problem and key)."""
+def _single(point: Callable) -> Callable:
+    """A one-row chunk: the point function itself (no ``vmap``), with a batch axis added."""
+
+    def one(x, i):
+        return jax.tree.map(lambda a: a[None], point(x[0], i[0]))
+
+    return one
+
+
+def _kernel(problem: Problem, settings: Settings, devices: list, rows: int):
+    """The compiled sharded kernel of ``rows``-row chunks (built once per problem and key)."""
     from jax.sharding import NamedSharding, PartitionSpec
 
-    key = (settings, tuple(d.id for d in devices), devices[0].platform)
+    # every Settings field but the batch's chunk length: one kernel per shape, whatever the batch
+    key = (settings.precision, settings.grad, settings.observables, rows,
+           tuple(d.id for d in devices), devices[0].platform)
     table = _KERNELS.setdefault(problem, {})
     if key not in table:
         ftype, itype, _ = PRECISIONS[settings.precision]
-        mesh = jax.make_mesh((len(devices),), ("batch",), devices=devices)
+        # Auto axes: with jax's default (Explicit) the one-row kernel below, which runs the point
+        # function on ``x[0]`` outside shard_map, carries the batch sharding into the scan, where
+        # updates of unsharded carries (the delay buffer) fail to type-check.
+        mesh = jax.make_mesh((len(devices),), ("batch",), devices=devices,
+                             axis_types=(jax.sharding.AxisType.Auto,))
         spec = PartitionSpec("batch")
-        body = jax.vmap(_point(problem, settings))
-        mapped = jax.shard_map(body, mesh=mesh, in_specs=(spec, spec), out_specs=spec,
-                               check_vma=False)
+        point = _point(problem, settings)
+        if rows == 1:
+            mapped = _single(point)
+        else:
+            mapped = jax.shard_map(jax.vmap(point), mesh=mesh, in_specs=(spec, spec),
+                                   out_specs=spec, check_vma=False)
         sharding = NamedSharding(mesh, spec)
-        shapes = (jax.ShapeDtypeStruct((settings.chunk, problem.dim), ftype, sharding=sharding),
-                  jax.ShapeDtypeStruct((settings.chunk,), itype, sharding=sharding))
+        shapes = (jax.ShapeDtypeStruct((rows, problem.dim), ftype, sharding=sharding),
+                  jax.ShapeDtypeStruct((rows,), itype, sharding=sharding))
         with _tracing(settings.precision):
-            table[key] = (jax.jit(mapped).lower(*shapes).compile(), sharding)
+            table[key] = jax.jit(mapped).lower(*shapes).compile()
     return table[key]
 
 
 def compute_chunk(problem: Problem, settings: Settings, chunk: Chunk, devices: list):
     """Start one chunk on the devices (asynchronous); :func:`finish_chunk` collects it."""
-    compiled, sharding = _kernel(problem, settings, devices)
+    compiled = _kernel(problem, settings, devices, len(chunk.x))
     ftype, itype, x64 = PRECISIONS[settings.precision]
-    with jax.enable_x64(x64):
-        x = jax.device_put(np.asarray(chunk.x, ftype), sharding)
-        i = jax.device_put(np.asarray(chunk.index, itype), sharding)
-        return compiled(x, i)
+    with jax.enable_x64(x64):  # NumPy in: the executable places it by its input sharding
+        return compiled(np.asarray(chunk.x, ftype), np.asarray(chunk.index, itype))
 
 
 def finish_chunk(out, chunk: Chunk) -> dict:
@@ -349,7 +378,11 @@ def _check(problem, X, precision, grad, observables) -> np.ndarray:
         fail("evaluate(observables=...)", "an FCProblem evaluated without gradients",
              type(problem).__name__ + (" with grad=True" if grad else ""),
              "drop observables, or evaluate values only")
-    X = np.asarray(X, dtype=np.float64)
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        fail("evaluate(X=...)", f"a numeric array of shape (n_points, {problem.dim})",
+             type(X).__name__ + " of non-numbers", "stack one float parameter vector per row")
     if X.ndim != 2 or X.shape[1] != problem.dim:
         fail("evaluate(X=...)", f"an array of shape (n_points, {problem.dim}) ordered as "
              "problem.names", f"shape {X.shape}", "stack one parameter vector per row")
@@ -417,11 +450,13 @@ def evaluate(problem: Problem, X, *, grad: bool = False, chunk_size: int | None 
     array([1., 0., 4.])
     """
     from ._cache import as_cache, chunk_parts, pack, unpack
-    from ._parallel import get_executor
+    from ._parallel import check_backend, get_executor
     from ._progress import progress_bar
 
     start = time.perf_counter()
     X = _check(problem, X, precision, grad, observables)
+    check_backend(backend, "evaluate", n_jobs=n_jobs, scheduler=scheduler, recipe=recipe,
+                  retries=retries)
     run = get_executor(backend)
     devs = resolve_devices(devices)
     n = X.shape[0]
@@ -430,7 +465,7 @@ def evaluate(problem: Problem, X, *, grad: bool = False, chunk_size: int | None 
         chunk_size = auto_chunk_size(problem, devs, precision=precision, grad=grad, memory=memory)
     chunk = plan_chunks(n, len(devs), chunk_size)
     settings = Settings(precision, bool(grad), tuple(observables), chunk)
-    chunks = make_chunks(X, idx, settings.chunk)
+    chunks = make_chunks(X, idx, settings.chunk, len(devs))
     store = as_cache(cache)
     results = {}
     for c in chunks if store is not None else ():

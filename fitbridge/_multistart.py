@@ -14,10 +14,22 @@
    ``optax:<name>`` methods advance natively (``jit(vmap(update))``); a scipy method runs
    ``k`` minimizers in ``k`` threads whose evaluation requests are gathered at a barrier and
    served in one batch per round (a minimizer that finishes early leaves the round smaller).
+4. **Independent** (``independent=True``, the default with ``backend="joblib"``/``"dask"``):
+   the ``k`` runs do not wait for one another: ``x_best`` is the exploration's best point
+   (as in lockstep) and run ``i`` gets a fixed share of the budget, so each run is one task
+   that can go to a worker process or a Dask cluster (:mod:`fitbridge._parallel`). The result
+   is the same wherever the runs go (``backend="jax"`` runs them here, one after the other).
 
 The budget (evaluations) covers everything: ``n_explore`` for the exploration, the rest shared
 by the local runs (each sequential run gets an equal share of what is left, so budget that an
-early finisher leaves flows to the later ones; lockstep runs draw from one pool).
+early finisher leaves flows to the later ones; independent runs get ``left // k`` each, the
+first ``left % k`` one more; lockstep runs draw from one pool).
+
+**Processes and clusters.** ``backend``, ``n_jobs``, ``scheduler``, ``recipe`` and ``retries``
+mean what they mean in :func:`fitbridge.evaluate`: the exploration's chunks and then the
+independent local runs go to joblib (loky) workers or a Dask cluster; each worker rebuilds
+the problem once. A run whose worker dies is resubmitted (``retries``) or reported by
+:class:`~fitbridge._parallel.WorkerLost`, never dropped.
 """
 
 from __future__ import annotations
@@ -31,10 +43,13 @@ import pandas as pd
 
 from . import backends
 from ._errors import fail
+from ._evaluate import evaluate
 from ._lockstep import lockstep_scipy
-from ._minimize import minimize
-from ._objective import BudgetExhausted
+from ._minimize import _backend, _options, _seed, _start, minimize
+from ._objective import BudgetExhausted, check_budget
+from ._parallel import TASK_BACKENDS, Task, check_backend, map_tasks
 from ._problem import Problem
+from ._progress import progress_bar
 from ._result import OptimizeResult
 
 __all__ = ["multistart", "MultistartResult", "sobol_points", "tiktak_weights"]
@@ -98,19 +113,38 @@ def sobol_points(lower, upper, x0, n: int, *, seed: int = 0, spread: float = 2.0
     return lo + unit[:n] * (hi - lo)
 
 
-def _explore_backend(X: np.ndarray) -> backends.BackendInfo:
+def _explore_backend(X: np.ndarray, parallel: dict) -> backends.BackendInfo:
+    """The exploration as a backend: ONE :func:`fitbridge.evaluate` call (here or on the
+    workers of ``parallel``), recorded like a batch."""
+
     def run(obj, x0, *, budget, seed, options, method):
-        F = obj.batch(X)
+        out = evaluate(obj.problem, X, index=obj.nfev, chunk_size=obj.problem._chunk_size(),
+                       progress=False, **parallel)
+        F = obj.record(X, out.fun, out.aux)
         i = int(np.argmin(F))
         return backends.BackendOutcome(X[i].copy(), float(F[i]), True, 0, "Sobol exploration", 1)
 
     return backends.BackendInfo(name="sobol", run=run, is_global=True, batched=True)
 
 
-def _check(problem, n_explore, k, budget) -> None:
+def _check(problem, n_explore, k, budget, *, method="scipy:L-BFGS-B", lockstep=False, seed=0, x0=None,
+           spread=2.0, options=None) -> None:
+    """Every argument, before the exploration runs (nothing compiles on bad input)."""
     if not isinstance(problem, Problem):
         fail("multistart(problem=...)", "a fitbridge Problem", type(problem).__name__,
              "wrap your loss: Problem(loss, {'G': Free(...)})")
+    info = _lockstep_method(method) if lockstep else _backend(method)
+    reason = backends.incompatibility(info, problem.space)
+    if reason is not None:
+        fail("multistart(method=...)", "a method that can handle this problem's bounds", info.name, reason)
+    _seed(seed)
+    _options(options)
+    if x0 is not None:
+        _start(problem, x0)
+    if (isinstance(spread, bool) or not isinstance(spread, (int, float, np.integer, np.floating))
+            or not np.isfinite(spread) or spread <= 0):
+        fail("multistart(spread=...)", "a finite number > 0", repr(spread), "pass spread=2.0")
+    check_budget(budget, "multistart(budget=...)")
     for name, value, low in (("n_explore", n_explore, 1), ("k", k, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             fail(f"multistart({name}=...)", f"an int >= {low}", repr(value), f"pass e.g. {name}=4")
@@ -124,8 +158,10 @@ def _check(problem, n_explore, k, budget) -> None:
 
 def multistart(problem: Problem, method="scipy:L-BFGS-B", *, n_explore: int = 64, k: int = 4,
                budget: int | None = None, seed: int = 0, lockstep: bool = False,
-               options: dict | None = None, x0=None, spread: float = 2.0,
-               progress: bool = False) -> MultistartResult:
+               independent: bool | None = None, options: dict | None = None, x0=None,
+               spread: float = 2.0, progress: bool = False, backend: str = "jax",
+               n_jobs: int | None = None, scheduler=None, recipe=None,
+               retries: int = 2) -> MultistartResult:
     """Sobol exploration, then ``k`` local runs from the best points (TikTak); see the module.
 
     Parameters
@@ -143,12 +179,24 @@ def multistart(problem: Problem, method="scipy:L-BFGS-B", *, n_explore: int = 64
         Seeds the Sobol scrambling and (``seed + i``) local run ``i``.
     lockstep : bool
         Advance the ``k`` runs together, one batched ``fun_and_jac`` per round.
+    independent : bool, optional
+        Runs that do not depend on one another (module docstring, item 4). Default: True with
+        ``backend="joblib"``/``"dask"``, else False (TikTak's running incumbent).
     options : dict, optional
         Passed to every local run.
     x0 : array, optional
         Centre for infinite bounds (default ``problem.x0``).
     spread : float
         Half-width, in units of ``max(1, |x0|)``, explored where a bound is infinite.
+    progress : bool
+        Progress bars (runs here: each run's; on workers: one over the finished runs).
+    backend : {"jax", "joblib", "dask"}
+        Where the exploration's chunks and the independent local runs go: this process,
+        joblib workers (loky, or the backend of an active ``joblib.parallel_config``), or a
+        Dask cluster. Runs elsewhere leave ``problem.nfev`` advanced by what they evaluated.
+    n_jobs, scheduler, recipe, retries
+        As in :func:`fitbridge.evaluate` (workers, Dask client or address, a picklable
+        zero-argument builder of the problem, resubmissions after a worker death).
 
     Examples
     --------
@@ -159,19 +207,29 @@ def multistart(problem: Problem, method="scipy:L-BFGS-B", *, n_explore: int = 64
     >>> res = multistart(well, n_explore=16, k=2)
     >>> bool(res.x[0] < 0), len(res.runs)
     (True, 2)
+
+    The same independent runs in two worker processes give the same result:
+
+    >>> res = multistart(well, n_explore=16, k=2, backend="joblib", n_jobs=2)  # doctest: +SKIP
     """
     start_time = time.perf_counter()
-    _check(problem, n_explore, k, budget)
+    _check(problem, n_explore, k, budget, method=method, lockstep=lockstep, seed=seed, x0=x0, spread=spread,
+           options=options)
+    parallel = {"backend": backend, "n_jobs": n_jobs, "scheduler": scheduler, "recipe": recipe,
+                "retries": retries}
+    independent = _check_parallel(parallel, lockstep, independent)
     center = problem.x0 if x0 is None else np.asarray(x0, dtype=np.float64)
     X = sobol_points(problem.space.lower, problem.space.upper, center, n_explore, seed=seed,
                      spread=spread)
-    explore = minimize(problem, _explore_backend(X), budget=n_explore, seed=seed, progress=False)
+    explore = minimize(problem, _explore_backend(X, parallel), budget=n_explore, seed=seed,
+                       progress=False)
     F = explore.history["fun"].to_numpy()
     order = np.argsort(F, kind="stable")[:k]
     left = None if budget is None else budget - n_explore
-    local = _lockstep if lockstep else _sequential
+    local = _lockstep if lockstep else _independent if independent else _sequential
+    extra = {"parallel": parallel} if independent else {}
     best, runs, local_history = local(problem, method, X[order], explore, left=left, seed=seed,
-                                      options=dict(options or {}), progress=progress)
+                                      options=dict(options or {}), progress=progress, **extra)
     history = _joined_history(explore.history, local_history)
     return MultistartResult(best=best, runs=runs, exploration=explore.history,
                             history=history, nfev=int(len(history)),
@@ -202,19 +260,78 @@ def _sequential(problem, method, P, explore, *, left, seed, options, progress):
     return best, pd.DataFrame(rows), history
 
 
+def _check_parallel(parallel: dict, lockstep: bool, independent) -> bool:
+    """Validate the worker options; return whether the local runs are independent."""
+    check_backend(parallel["backend"], "multistart", TASK_BACKENDS,
+                  **{k: v for k, v in parallel.items() if k != "backend"})
+    remote = parallel["backend"] != "jax"
+    if independent is None:
+        independent = remote and not lockstep
+    if not isinstance(independent, bool):
+        fail("multistart(independent=...)", "True, False or None", repr(independent),
+             "pass independent=True")
+    if lockstep and (independent or remote):
+        fail("multistart(lockstep=True)", "backend='jax' and independent=False (lockstep runs "
+             "share one batched evaluation per round in this process)",
+             f"backend={parallel['backend']!r}, independent={independent}",
+             "drop lockstep=True to send the runs to workers")
+    if remote and not independent:
+        fail("multistart(independent=False)", "independent runs with "
+             f"backend={parallel['backend']!r} (a worker cannot wait for the others' incumbent)",
+             "independent=False", "drop independent=False, or use backend='jax'")
+    return independent
+
+
+def _local_run(problem, method, start, budget, seed, options, progress):
+    """One local run (a task of :func:`fitbridge._parallel.map_tasks`)."""
+    return minimize(problem, method, start, budget=budget, seed=seed, options=options,
+                    progress=progress)
+
+
+def _independent(problem, method, P, explore, *, left, seed, options, progress, parallel):
+    """Runs that do not depend on one another (here, or one task each on workers)."""
+    k = len(P)
+    theta = tiktak_weights(k)
+    starts = (1 - theta[:, None]) * P + theta[:, None] * explore.x
+    shares = [None] * k if left is None else [left // k + (i < left % k) for i in range(k)]
+    here = parallel["backend"] == "jax"
+    tasks = [Task(i, (method, starts[i], shares[i], seed + i, options, progress and here))
+             for i in range(k) if shares[i] is None or shares[i] >= 1]
+    results = {}
+    with progress_bar(len(tasks), progress=None if progress and not here else False,
+                      desc="multistart", unit="run") as bar:
+        for i, res in map_tasks(problem, _local_run, tasks, where="multistart", noun="run",
+                                **parallel):
+            results[i] = res
+            bar.update(1)
+    if not here:  # the workers counted on their copies of the problem
+        problem.nfev += sum(r.nfev for r in results.values())
+    order = sorted(results)
+    rows = [_row(i, theta[i], starts[i], results[i].x, results[i].fun, results[i].nfev,
+                 results[i].nit, results[i].success, results[i].message) for i in order]
+    best = min((results[i] for i in order), key=lambda r: r.fun)
+    history = pd.concat([results[i].history.assign(start=i) for i in order], ignore_index=True)
+    return best, pd.DataFrame(rows), history
+
+
 def _row(i, theta, x0, x, fun, nfev, nit, success, message) -> dict:
     return {"start": i, "theta": float(theta), "fun": float(fun), "nfev": int(nfev),
             "nit": int(nit), "success": bool(success), "message": str(message),
             "x0": np.asarray(x0, float), "x": np.asarray(x, float)}
 
 
-def _lockstep(problem, method, P, explore, *, left, seed, options, progress):
-    """All starts together; ``x_best`` is the exploration's best point."""
+def _lockstep_method(method) -> backends.BackendInfo:
     info = backends.get(method) if isinstance(method, str) else None
     if info is None or not info.needs_jac or info.uses_hessian:
         fail("multistart(lockstep=True)", "a gradient method without Hessians "
              "('scipy:L-BFGS-B', 'scipy:TNC', 'scipy:SLSQP', 'optax:adam' ...)", repr(method),
              "use lockstep=False for other methods")
+    return info
+
+
+def _lockstep(problem, method, P, explore, *, left, seed, options, progress):
+    """All starts together; ``x_best`` is the exploration's best point."""
+    info = _lockstep_method(method)
     theta = tiktak_weights(len(P))
     starts = (1 - theta[:, None]) * P + theta[:, None] * explore.x
     sink: dict = {}

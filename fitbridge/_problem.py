@@ -2,9 +2,11 @@
 
 :class:`Problem` is the only place that jit-compiles an objective. Every compiled function is
 traced and called inside ``with jax.enable_x64(True):`` (scoped: the global JAX config is never
-touched), takes float64 NumPy and returns float64 NumPy. Each function is compiled once per
-problem; batches are cut into chunks whose sizes are powers of two up to ``chunk_size`` (padded
-with the last row), so a new number of points never triggers a new compilation once the
+touched), takes float64 NumPy and returns float64 NumPy. Values and gradients, of one point or
+of a population (``batch``: CMA-ES generations, Nevergrad ``num_workers`` rounds, vectorized
+differential evolution, lockstep restarts), all go through :func:`fitbridge.evaluate`: fixed
+power-of-two chunks padded with the last row and sharded over the JAX devices, each shape
+compiled once per problem, so a new number of points never compiles anything new once the
 (at most ``log2(chunk_size) + 1``) chunk shapes have been seen.
 
 Noise policies (``noise=``) for stochastic losses, which receive a PRNG key:
@@ -101,7 +103,9 @@ class Problem:
         Differentiation mode of ``jac``/``fun_and_jac``; ``"auto"`` is forward (one ``jvp``
         pass per parameter, vmapped, no stored residuals) when ``dim <= 4``, else reverse.
     chunk_size : int, optional
-        Largest batch compiled at once (default 16); batches are split and padded.
+        Largest batch compiled at once, rounded up to a multiple of the device count; batches
+        are split and padded. Default: :func:`fitbridge.evaluate`'s memory budget (16 points
+        per device on a CPU, up to 1024 on an accelerator).
     has_aux : bool
         The loss returns ``(value, aux)``.
     spec : dict, optional
@@ -147,10 +151,11 @@ class Problem:
         if mode not in ("auto", "reverse", "forward"):
             fail("Problem.mode", "'auto', 'reverse' or 'forward'", repr(mode), "use mode='auto'")
         self.mode = ("forward" if self.space.dim <= 4 else "reverse") if mode == "auto" else mode
-        chunk = 16 if chunk_size is None else chunk_size
-        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-            fail("Problem.chunk_size", "a positive int", repr(chunk_size), "pass chunk_size=16")
-        self.chunk_size = int(chunk)
+        if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1
+                                       or not isinstance(chunk_size, (int, np.integer))):
+            fail("Problem.chunk_size", "a positive int or None", repr(chunk_size),
+                 "pass chunk_size=16, or None for the evaluator's memory budget")
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.spec = None if spec is None else dict(spec)
         self.nfev = 0  # points evaluated through this problem (all runs together)
         self._compiled: dict[str, Callable] = {}
@@ -175,6 +180,10 @@ class Problem:
 
     def __repr__(self) -> str:
         return f"Problem({self.space!r}, noise={self.noise!r}, mode={self.mode!r})"
+
+    def __getstate__(self) -> dict:
+        """Pickled without its compiled functions (a worker compiles its own)."""
+        return {**self.__dict__, "_compiled": {}}
 
     # ------------------------------------------------------ traced kernels
     def _core(self, x, idx):
@@ -231,23 +240,15 @@ class Problem:
         return values[0], grads, jax.tree.map(lambda a: a[0], aux)
 
     def _kernel(self, name: str) -> Callable:
-        """The compiled function ``name``, built on first use and cached for this problem."""
+        """The compiled ``"hessp"`` or ``"hess"``, built on first use and cached (values and
+        gradients are compiled by :mod:`fitbridge._evaluate`)."""
         if name not in self._compiled:
-
-            def value(x, i):  # same (value, gradient, aux) layout as _value_and_grad
-                v, aux = self._core(x, i)
-                return v, None, aux
-
             grad_v = jax.grad(lambda x, i: self._core(x, i)[0])
             table = {
-                "value": value,
-                "value_grad": self._value_and_grad,
                 "hessp": lambda x, p, i: jax.jvp(lambda y: grad_v(y, i), (x,), (p,))[1],
                 "hess": lambda x, i: jax.jacfwd(grad_v)(x, i),
             }
-            base = name.removeprefix("batch_")
-            fn = table[base] if base == name else jax.vmap(table[base])
-            self._compiled[name] = jax.jit(fn)
+            self._compiled[name] = jax.jit(table[name])
         return self._compiled[name]
 
     # -------------------------------------------------------- NumPy side
@@ -267,26 +268,17 @@ class Problem:
         self.nfev += n
         return np.arange(start, start + n, dtype=np.int64)
 
-    def _chunks(self, n: int):
-        """(start, stop, padded size) covering ``n`` rows; sizes are powers of two <= chunk_size."""
-        start = 0
-        while start < n:
-            rest = n - start
-            size = (
-                self.chunk_size
-                if rest >= self.chunk_size
-                else min(self.chunk_size, 1 << (rest - 1).bit_length())
-            )
-            yield start, min(n, start + size), size
-            start += size
-
     def evaluate(self, X, *, grad: bool = False, index: int | None = None) -> Evaluation:
         """Evaluate ``n`` points ``X (n, d)``: losses, gradients if ``grad``, and aux, as NumPy.
 
         ``index`` is the evaluation index of the first row (rows get consecutive indices;
         only the ``"resample"`` policy uses it). Default: this problem's running counter.
-        Non-finite losses are returned as they are.
+        Non-finite losses are returned as they are. Runs :func:`fitbridge.evaluate` in this
+        process (chunked, padded, sharded over every JAX device, ``chunk_size`` of this
+        problem); call that directly for observables, float32, workers or a cache.
         """
+        from ._evaluate import evaluate  # _evaluate imports this module
+
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.dim:
             fail(
@@ -295,24 +287,16 @@ class Problem:
                 f"shape {X.shape}",
                 "stack one parameter vector per row",
             )
-        idx = self._indices(X.shape[0], index)
-        kind = "value_grad" if grad else "value"
-        parts = []
-        with jax.enable_x64(True):
-            if X.shape[0] == 1:
-                out = self._kernel(kind)(X[0], idx[0])
-                parts.append(jax.tree.map(lambda a: np.asarray(a)[None], out))
-            for lo, hi, size in self._chunks(X.shape[0]) if X.shape[0] > 1 else ():
-                pad = size - (hi - lo)
-                xs = np.concatenate([X[lo:hi], np.repeat(X[hi - 1 : hi], pad, axis=0)])
-                ii = np.concatenate([idx[lo:hi], np.repeat(idx[hi - 1 : hi], pad)])
-                out = self._kernel("batch_" + kind)(xs, ii)
-                parts.append(jax.tree.map(lambda a: np.asarray(a)[: hi - lo], out))
-        cat = lambda *a: np.concatenate(a).astype(np.float64)  # noqa: E731
-        if not parts:
-            return Evaluation(np.zeros(0), np.zeros((0, self.dim)) if grad else None, {})
-        fun, jac, aux = jax.tree.map(cat, *parts)
-        return Evaluation(fun, jac, dict(aux))
+        out = evaluate(self, X, grad=grad, index=index, chunk_size=self._chunk_size(),
+                       progress=False)
+        return Evaluation(out.fun, out.jac, out.aux)
+
+    def _chunk_size(self) -> int | None:
+        """``chunk_size`` rounded up to a multiple of the device count (None: automatic)."""
+        if self.chunk_size is None:
+            return None
+        k = len(jax.devices())
+        return -(-self.chunk_size // k) * k
 
     def fun(self, x, *, index: int | None = None) -> float:
         """Loss at ``x`` (float)."""

@@ -109,16 +109,22 @@ def counting_problem():
 def test_new_sizes_never_recompile_and_padding_changes_nothing(rng):
     p, calls = counting_problem()
     X = rng.uniform(-1, 1, (23, 3))
-    full = evaluate(p, X, chunk_size=8)
-    assert calls["traces"] == 1
-    for n in (8, 9, 16, 17, 23, 11):
+    full = evaluate(p, X, chunk_size=8)  # 8 + 8 + a tail of 7 padded to 8
+    assert calls["traces"] == 1 and full.info["n_chunks"] == 3
+    for n in (8, 16, 23, 24, 15):
         part = evaluate(p, X[:n], chunk_size=8)
         np.testing.assert_array_equal(part.fun, full.fun[:n])  # bitwise: padding is inert
         np.testing.assert_array_equal(part.aux["half"], 0.5 * X[:n, 2])
     assert calls["traces"] == 1
-    evaluate(p, X[:3], chunk_size=8)  # below one chunk: the smallest power of two (4)
-    evaluate(p, X[:4], chunk_size=8)
+    evaluate(p, X[:11], chunk_size=8)  # a tail of 3: the smallest power of two (4)
+    evaluate(p, X[:4], chunk_size=8)  # below one chunk: the same shape
     assert calls["traces"] == 2
+    for n in range(1, 24):  # every shape is a power of two <= 8: 1, 2, 4, 8
+        np.testing.assert_array_equal(evaluate(p, X[:n], chunk_size=8).fun, full.fun[:n])
+    assert calls["traces"] == 4
+    for n in (31, 45, 3, 17):
+        evaluate(p, np.resize(X, (n, 3)), chunk_size=8)
+    assert calls["traces"] == 4
     want = np.sum((X[:, :2] - 0.5) ** 2, axis=1) + np.sin(X[:, 2])
     np.testing.assert_allclose(full.fun, want, rtol=1e-14)
     np.testing.assert_allclose(full.fun, [p.fun(x) for x in X], rtol=0, atol=1e-12)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fitbridge.backends._optax  # noqa: F401  registers optax:<name>
+from fitbridge import _multistart
 from fitbridge._errors import ConfigError
 from fitbridge._minimize import minimize
 from fitbridge._multistart import multistart, sobol_points, tiktak_weights
@@ -24,10 +25,14 @@ def rastr():
 
 
 def counting(problem, monkeypatch):
-    calls, evaluate = [], problem.evaluate
+    """(rows, grad) of every batched call: the exploration's evaluate, then the problem's."""
+    calls, evaluate, batch = [], problem.evaluate, _multistart.evaluate
     monkeypatch.setattr(problem, "evaluate",
                         lambda X, **kw: (calls.append((len(X), kw.get("grad", False))),
                                          evaluate(X, **kw))[1])
+    monkeypatch.setattr(_multistart, "evaluate",
+                        lambda p, X, **kw: (calls.append((len(X), kw.get("grad", False))),
+                                            batch(p, X, **kw))[1])
     return calls
 
 
@@ -79,6 +84,20 @@ def test_sequential_starts_lean_to_the_incumbent(rastr):
     best = np.stack(res.runs["x"])[np.argmin(res.runs["fun"].to_numpy()[:2])]
     incumbent = best if res.runs["fun"][:2].min() < res.exploration["fun"].min() else P[0]
     np.testing.assert_allclose(x0[2], (1 - theta[2]) * P[2] + theta[2] * incumbent)
+
+
+def test_independent_runs_start_from_the_best_sobol_point_with_fixed_shares(rastr):
+    res = multistart(rastr, "scipy:Nelder-Mead", n_explore=16, k=3, budget=16 + 3 * 10 + 2,
+                     seed=0, independent=True)
+    P = res.exploration.sort_values("fun", kind="stable")[rastr.names].to_numpy()[:3]
+    theta = tiktak_weights(3)[:, None]
+    np.testing.assert_allclose(np.stack(res.runs["x0"]), (1 - theta) * P + theta * P[0])
+    assert res.runs["nfev"].tolist() == [11, 11, 10]  # 32 split up front, the rest first
+    assert res.nfev == 48 == len(res.history) and rastr.nfev >= 48
+    for _, row in res.runs.iterrows():  # each run is an ordinary minimize from its start
+        one = minimize(rastr, "scipy:Nelder-Mead", row["x0"], budget=row["nfev"],
+                       seed=row["start"], progress=False)
+        np.testing.assert_array_equal(one.x, row["x"])
 
 
 def test_lockstep_scipy_equals_independent_serial_runs(rastr, monkeypatch):

@@ -138,3 +138,105 @@ def test_dask_scaleout_example_quick(tmp_path, capsys):
     assert summary["points"] == 4 and summary["best"]["fc_r"] == pytest.approx(frame["fc_r"].max())
     if importlib.util.find_spec("matplotlib"):
         assert summary["figures"] == ["landscape.png"] and (tmp_path / "landscape.png").exists()
+
+
+# ------------------------------------------------------------- multistart and compare runs
+def dying_lbfgsb(obj, x0, *, budget, seed, options, method, marker=None, always=False):
+    """L-BFGS-B, but the worker process dies on the first call (``marker`` absent) or always."""
+    if always or (marker is not None and not os.path.exists(marker)):
+        if marker is not None:
+            Path(marker).touch()
+        os._exit(3)  # noqa: SLF001 (a worker killed in the middle of a run)
+    info = fb.backends.get("scipy:L-BFGS-B")
+    return info.run(obj, x0, budget=budget, seed=seed, options=options, method=info.name)
+
+
+def same_runs(got, want):
+    """Equal multistart results: best point, runs and every history column but the clock."""
+    np.testing.assert_array_equal(got.x, want.x)
+    assert got.fun == want.fun and got.nfev == want.nfev
+    cols = [c for c in want.runs.columns if c not in ("x0", "x")]
+    assert got.runs[cols].equals(want.runs[cols])
+    np.testing.assert_array_equal(np.stack(got.runs["x"]), np.stack(want.runs["x"]))
+    np.testing.assert_array_equal(np.stack(got.runs["x0"]), np.stack(want.runs["x0"]))
+    assert got.history.drop(columns="time").equals(want.history.drop(columns="time"))
+
+
+MS = dict(n_explore=8, k=3, budget=8 + 3 * 15, seed=2, independent=True)
+
+
+@pytest.fixture(scope="module")
+def serial_multistart():
+    problem = build()
+    res = fb.multistart(problem, "scipy:L-BFGS-B", **MS)
+    assert problem.nfev == res.nfev == len(res.history)
+    return res
+
+
+def test_multistart_runs_in_processes_and_on_dask_equal_serial(serial_multistart):
+    distributed = pytest.importorskip("distributed")
+    problem = build()
+    loky = fb.multistart(problem, "scipy:L-BFGS-B", backend="joblib", n_jobs=2, **MS)
+    same_runs(loky, serial_multistart)
+    assert problem.nfev == loky.nfev  # the workers' evaluations are counted here too
+    assert set(loky.history["stage"]) == {"explore", "local"}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        dask = fb.multistart(build(), "scipy:L-BFGS-B", backend="dask", scheduler=client,
+                             recipe=build, **MS)
+    same_runs(dask, serial_multistart)
+
+
+def test_a_multistart_run_whose_worker_dies_is_retried_or_reported(tmp_path):
+    marker = str(tmp_path / "died")
+    Path(marker).touch()
+    want = fb.multistart(build(), functools.partial(dying_lbfgsb, marker=marker), **MS)
+    os.remove(marker)
+    with pytest.warns(RuntimeWarning, match=r"worker died \(TerminatedWorkerError\); "
+                                            r"resubmitting \d run\(s\)"):
+        got = fb.multistart(build(), functools.partial(dying_lbfgsb, marker=marker),
+                            backend="joblib", n_jobs=2, **MS)
+    assert os.path.exists(marker)
+    same_runs(got, want)
+    with pytest.raises(WorkerLost, match=r"runs \[0, 1, 2\] were not evaluated after 1 attempts"):
+        fb.multistart(build(), functools.partial(dying_lbfgsb, always=True), backend="joblib",
+                      n_jobs=2, retries=0, **MS)
+
+
+def test_compare_runs_in_processes_and_on_dask_equal_serial():
+    distributed = pytest.importorskip("distributed")
+    args = (["scipy:L-BFGS-B", "cma"],)
+    kw = dict(budget=16, restarts=2, seeds=(0, 3), options={"cma": {"popsize": 4}})
+    problem = build()
+    want = fb.compare(problem, *args, **kw)
+    serial_nfev = problem.nfev
+    loky_problem = build()
+    loky = fb.compare(loky_problem, *args, backend="joblib", n_jobs=2, **kw)
+    assert loky_problem.nfev == serial_nfev == want["nfev"].sum()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        dask = fb.compare(build(), *args, backend="dask", **kw)  # the current client
+    for got in (loky, dask):
+        assert got.drop(columns=["wall_time", "x"]).equals(want.drop(columns=["wall_time", "x"]))
+        np.testing.assert_array_equal(np.stack(got["x"]), np.stack(want["x"]))
+        assert got.attrs["histories"].frame.equals(want.attrs["histories"].frame)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda p: fb.multistart(p, lockstep=True, backend="joblib"), "drop lockstep=True"),
+    (lambda p: fb.multistart(p, independent=False, backend="joblib"), "drop independent=False"),
+    (lambda p: fb.multistart(p, n_jobs=2), "only with backend='joblib' or 'dask'"),
+    (lambda p: fb.multistart(p, backend="jobilb"), "did you mean 'joblib'"),
+    (lambda p: fb.multistart(p, backend="joblib", scheduler="tcp://x:1"),
+     "only with backend='dask'"),
+    (lambda p: fb.compare(p, ["cma"], budget=4, backend="daskk"), "did you mean 'dask'"),
+    (lambda p: fb.compare(p, ["cma"], budget=4, recipe=build), "only with backend='joblib'"),
+    (lambda p: fb.compare(p, ["cma"], budget=4, backend="joblib", retries=-1), "an int >= 0"),
+])
+def test_bad_worker_options_fail_before_anything_runs(call, match):
+    problem = build()
+    with pytest.raises(fb.ConfigError, match=match):
+        call(problem)
+    assert problem.nfev == 0
