@@ -12,7 +12,8 @@ File layout (UTF-8, one JSON object per line, never pickle)::
 was computed). Floats are written with ``repr`` precision, so reading them back gives the
 identical bits; non-finite floats are written as ``null``. Every row is flushed and fsynced
 as it is written, so a crash loses at most the row being written; a torn last line is ignored
-when reading and cut off before appending.
+when reading and cut off before appending. A new log appears with its complete header line in
+one step (a hard link of a finished temporary file), never as an empty or half-written file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +135,36 @@ def check_resumable(logged: dict, current: dict) -> None:
             )
 
 
+def _create_with(path: Path, first: bytes) -> None:
+    """Create ``path`` holding ``first`` (fsynced) in one step: a killed run leaves either no
+    file or a file with its complete header line, and an existing file is never replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(first)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # atomic, and raises FileExistsError instead of replacing
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: exclusive create, then write
+            with open(path, "xb") as fh:
+                fh.write(first)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except FileExistsError:
+        fail(
+            "minimize(log=...)",
+            "a new file path",
+            f"{str(path)!r} (already exists)",
+            "choose a new path, delete the old log, or continue it with resume=path",
+        )
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 class EvalLog:
     """Append rows to a log file, flushing and fsyncing each one.
 
@@ -148,22 +180,12 @@ class EvalLog:
             self._fh.truncate(end)
             self._fh.seek(end)
         else:
-            if self.path.exists():
-                fail(
-                    "minimize(log=...)",
-                    "a new file path",
-                    f"{str(self.path)!r} (already exists)",
-                    "choose a new path, delete the old log, or continue it with resume=path",
-                )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "xb")  # noqa: SIM115
-            self._write_line(
-                json.dumps(
-                    {"fitbridge_log": LOG_VERSION, "manifest": manifest},
-                    sort_keys=True,
-                    default=repr,
-                )
+            header = json.dumps(
+                {"fitbridge_log": LOG_VERSION, "manifest": manifest}, sort_keys=True, default=repr
             )
+            _create_with(self.path, header.encode("utf-8") + b"\n")
+            self._fh = open(self.path, "r+b")  # noqa: SIM115 (closed in close())
+            self._fh.seek(0, os.SEEK_END)
 
     def _write_line(self, text: str) -> None:
         self._fh.write(text.encode("utf-8") + b"\n")

@@ -23,7 +23,7 @@ import numpy as np
 from ._errors import fail
 from ._figures import fc_r
 from ._params import Free
-from ._spec import ExperimentSpec, FreeSpec, model_fields, resolve_path
+from ._spec import ExperimentSpec, FreeSpec, resolve_path
 
 __all__ = ["Data", "load_data", "Builder", "Assessment", "fc_skip"]
 
@@ -153,18 +153,32 @@ class Builder:
     def __init__(self, spec: ExperimentSpec, data: Data | None = None):
         from ._models import MODELS
 
-        for name in spec.tuning.requested:
-            fail(f"tuning.{name}", "no tuning section (FIC and EIB are not available in this version yet)",
-                 f"tuning.{name} requested", "remove the tuning section; FIC/EIB arrive in a later release")
         self.spec = spec
         self.data = data if data is not None else load_data(spec)
         self.model_cls = MODELS[spec.model.name]
-        self.fields = model_fields(spec.model.name)
+        if spec.tuning.eib is not None:  # EIB tunes per-edge weights: the Exc-Inh model with them
+            self.model_cls = MODELS["eib"]
+        self.fields = self.model_cls.field_names
         self.tr = spec.observation.bold.tr or self.data.tr
         if self.tr is None:
             fail("observation.bold.tr", "the BOLD TR in ms (the data gives none)", "nothing", "write `tr: 720`")
         self._problems: dict[str, object] = {}
         self._base = None
+        self._check()
+
+    def _check(self) -> None:
+        """Build the simulation at the spec's values and check the target and ``fc_skip``: bad
+        input fails here, before a results folder exists or anything compiles."""
+        from ._fcproblem import _check_target
+
+        sim = self.simulation(self.initial_values())
+        n_frames = sim.plan["n_frames"]
+        skip = fc_skip(sim, self.spec.observation.fc_skip)
+        if not 0 <= skip <= n_frames - 3:
+            fail("observation.fc_skip", f"at most {n_frames - 3} frames (at least 3 must remain of {n_frames})",
+                 skip, "lower fc_skip or lengthen integration.duration")
+        where = "observation.target" + (".fc" if self.data.subject_fc is None else "")
+        _check_target(self.data.target, self.data.n, where)
 
     # ------------------------------------------------------------------ values
     def initial_values(self) -> dict:
@@ -217,9 +231,13 @@ class Builder:
                           method=integ.method, seed=spec.execution.seed, delay_mode=integ.delay_mode)
 
     # ------------------------------------------------------------------ free sets
-    def _free(self, name, values, regional, domain, transform) -> Free:
+    def _free(self, name, values, regional, domain, transform, edges=False) -> Free:
         v = np.asarray(values[name], dtype=np.float64)
         lo, hi = domain
+        if edges:
+            n = self.data.n
+            init = np.clip(np.broadcast_to(v, (n, n))[np.nonzero(self.data.weights)], lo, hi)
+            return Free(tuple(init.tolist()), bounds=domain, edges=True, transform=transform)
         if regional:
             init = np.clip(np.broadcast_to(v, (self.data.n,)), lo, hi)
             return Free(tuple(init.tolist()), bounds=domain, regional=True, transform=transform)
@@ -235,7 +253,8 @@ class Builder:
             regional = p.regional if over is None or over.regional is None else over.regional
             domain = p.domain if over is None or over.domain is None else over.domain
             transform = p.transform if over is None or over.transform is None else over.transform
-            out[name] = self._free(name, values, regional, domain, transform)
+            edges = bool(over is not None and over.edges)
+            out[name] = self._free(name, values, regional and not edges, domain, transform, edges)
         return out
 
     def axes_free(self, names, values: Mapping) -> dict[str, Free]:
@@ -250,7 +269,7 @@ class Builder:
         from ._fcproblem import FCProblem
 
         fixed = {k: np.asarray(v).tolist() for k, v in values.items() if k not in free}
-        shape = [(k, f.bounds, f.regional, f.transform) for k, f in free.items()]
+        shape = [(k, f.bounds, f.regional, f.edges, f.transform) for k, f in free.items()]
         key = json.dumps([shape, fixed, noise], sort_keys=True, default=str)
         if key not in self._problems:
             spec = self.spec

@@ -11,18 +11,27 @@ Files: :func:`save` writes the scalar columns as Parquet when pyarrow is importa
 CSV, in ``repr`` precision: floats round-trip exactly), array columns to ``<file>.npz`` and
 the attrs to ``<file>.json``; each file atomically (temporary file, then ``os.replace``).
 Nothing is pickled. :func:`load` reads the three back.
+
+Resuming: with ``save_to=``, every evaluated chunk is kept in ``<file>.chunks/`` as it
+finishes (a :class:`~fitbridge.Cache` folder: atomic, content-addressed entries), and the
+folder is removed once the frame is saved. After an interruption (Ctrl-C, a killed process, a
+lost worker) the same call with ``resume=True`` evaluates only the chunks that are missing and
+returns the frame an uninterrupted run returns (``attrs["fitbridge"]["computed"]`` and
+``["reused"]`` count the points). A ``cache=`` of your own plays the same role.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ._cache import Cache
 from ._errors import fail
 from ._files import atomic_write
 from ._evaluate import evaluate
@@ -31,7 +40,8 @@ from ._spaces import Space, _base, _resolve, as_space
 __all__ = ["explore", "save", "load", "points_of"]
 
 
-def explore(problem, space: Space | dict, *, base=None, save_to=None, **options) -> pd.DataFrame:
+def explore(problem, space: Space | dict, *, base=None, save_to=None, resume: bool = False,
+            **options) -> pd.DataFrame:
     """Evaluate every point of ``space`` and return one row per point.
 
     Parameters
@@ -44,7 +54,11 @@ def explore(problem, space: Space | dict, *, base=None, save_to=None, **options)
     base : array (d,) or dict, optional
         Values of what is not swept (default ``problem.x0``).
     save_to : path, optional
-        Also :func:`save` the frame there.
+        Also :func:`save` the frame there. Finished chunks are kept in ``<file>.chunks/`` until
+        then, so an interrupted call can be resumed (module docstring).
+    resume : bool
+        Reuse the chunks that an interrupted call with the same ``save_to`` kept, evaluating
+        only the missing ones. Without it, a leftover ``<file>.chunks/`` is an error.
     **options
         Any keyword of :func:`fitbridge.evaluate`: ``precision``, ``observables``,
         ``chunk_size``, ``devices``, ``progress``, ``backend``, ``n_jobs``, ``scheduler``,
@@ -71,6 +85,9 @@ def explore(problem, space: Space | dict, *, base=None, save_to=None, **options)
     space = as_space(space)
     X, frame = space.points(problem, base)
     swept = list(frame.columns)
+    checkpoint = _checkpoint(save_to, resume, options)
+    if checkpoint is not None:
+        options["cache"] = Cache(checkpoint, stale="recompute")
     batch = evaluate(problem, X, **options)
     frame["loss"] = batch.fun
     for name, values in batch.aux.items():
@@ -84,10 +101,32 @@ def explore(problem, space: Space | dict, *, base=None, save_to=None, **options)
         "space": repr(space), "precision": info["precision"], "backend": info["backend"],
         "chunk_size": info["chunk_size"], "n_devices": info["n_devices"],
         "wall_time": info["wall_time"], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "computed": info["computed"], "reused": info["cached"],
     }
     if save_to is not None:
         save(frame, save_to)
+    if checkpoint is not None:
+        shutil.rmtree(checkpoint, ignore_errors=True)
     return frame
+
+
+def _checkpoint(save_to, resume: bool, options: dict) -> Path | None:
+    """The folder keeping finished chunks of a ``save_to`` exploration (None: the user's
+    ``cache=`` keeps them, or nothing is saved)."""
+    if not isinstance(resume, bool):
+        fail("explore(resume=...)", "True or False", repr(resume), "pass resume=True")
+    if save_to is None or options.get("cache") is not None:
+        if resume and options.get("cache") is None:
+            fail("explore(resume=True)", "save_to= (or cache=) of the interrupted call", "neither",
+                 "pass the save_to path the interrupted call used")
+        return None
+    table, _ = _format(Path(save_to), None)
+    folder = table.with_name(table.name + ".chunks")
+    if folder.exists() and not resume:
+        fail("explore(save_to=...)", "no chunks of an interrupted exploration beside the file",
+             f"{str(folder)!r} ({len(Cache(folder))} chunks kept)",
+             "pass resume=True to reuse them, or delete the folder to start over")
+    return folder
 
 
 def points_of(frame: pd.DataFrame, problem) -> np.ndarray:

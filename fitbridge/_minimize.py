@@ -12,7 +12,8 @@ import numpy as np
 from . import backends
 from ._errors import fail
 from ._evallog import EvalLog, check_resumable, read_log
-from ._objective import PENALTY, BudgetExhausted, Objective, StopRequested
+from ._objective import (PENALTY, BudgetExhausted, Objective, StopRequested, check_budget,
+                         check_penalty)
 from ._problem import Problem
 from ._result import OptimizeResult, build_manifest
 
@@ -102,6 +103,8 @@ def minimize(
         )
     x0 = _start(problem, x0)
     seed, options = _seed(seed), _options(options)
+    check_budget(budget)  # before a log file is opened
+    check_penalty(penalty)
     if callback is not None and not callable(callback):
         fail(
             "minimize(callback=...)",
@@ -143,6 +146,11 @@ def minimize(
         )
     except StopRequested:
         stop = (99, "stopped: the callback returned True (best point returned)")
+    except KeyboardInterrupt as err:
+        if writer is not None:
+            err.add_note(f"fitbridge: the {obj.nfev} evaluations so far are in {writer.path}; "
+                         f"continue with minimize(..., resume={str(writer.path)!r})")
+        raise
     finally:
         obj.close()
         if writer is not None:

@@ -29,10 +29,29 @@ from ._evallog import EvalLog
 from ._problem import Problem
 from ._progress import progress_bar
 
-__all__ = ["Objective", "BudgetExhausted", "StopRequested", "PENALTY"]
+__all__ = ["Objective", "BudgetExhausted", "StopRequested", "PENALTY", "check_budget",
+           "check_penalty"]
 
 PENALTY = 1e6  #: loss seen by optimizers where the loss (or its gradient) is NaN or inf
 REPLAY_ATOL = 1e-12  #: |x - x_logged| tolerance (relative to max(1, |x|)) when resuming
+
+
+def check_budget(budget, where: str = "minimize(budget=...)") -> int | None:
+    """``budget`` as an int >= 1 (None stays None); a ConfigError for anything else."""
+    ok = budget is None or (isinstance(budget, (int, float, np.integer, np.floating))
+                            and not isinstance(budget, bool) and np.isfinite(budget)
+                            and int(budget) == budget and budget >= 1)
+    if not ok:
+        fail(where, "a positive int number of evaluations or None", repr(budget), "pass e.g. budget=200")
+    return None if budget is None else int(budget)
+
+
+def check_penalty(penalty) -> float:
+    """``penalty`` as a finite float; a ConfigError for anything else."""
+    if (isinstance(penalty, bool) or not isinstance(penalty, (int, float, np.integer, np.floating))
+            or not np.isfinite(penalty)):
+        fail("minimize(penalty=...)", "a finite float", repr(penalty), "pass e.g. 1e6")
+    return float(penalty)
 
 
 class BudgetExhausted(Exception):  # noqa: N818 (control flow, caught by minimize)
@@ -73,15 +92,8 @@ class Objective:
         log_replayed: bool = False,
         progress: bool = False,
     ):
-        if budget is not None and (isinstance(budget, bool) or int(budget) != budget or budget < 1):
-            fail(
-                "minimize(budget=...)",
-                "a positive int number of evaluations or None",
-                repr(budget),
-                "pass e.g. budget=200",
-            )
-        if not np.isfinite(penalty):
-            fail("minimize(penalty=...)", "a finite float", repr(penalty), "pass e.g. 1e6")
+        check_budget(budget)
+        check_penalty(penalty)
         self.problem, self.space = problem, problem.space
         self.budget = None if budget is None else int(budget)
         self.seed, self.penalty, self.callback = int(seed), float(penalty), callback

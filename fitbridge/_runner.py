@@ -8,12 +8,23 @@ values (``init``); parameters a stage does not free keep their current values. A
 stage the simulated FC at its answer is assessed with the fixed noise key (train, held-out and
 per-subject FC r). The fitted result is the stage with the lowest assessed loss (with no
 stages: the best explored point).
+
+Resuming (``run_spec`` and ``explore_spec``, ``--resume`` on the command line): while a run
+works, ``<out>/logs/`` holds every evaluation as it finishes: ``exploration/`` the explored
+chunks (a :class:`~fitbridge.Cache` folder), ``optimize-<i>.jsonl`` each stage's
+:func:`~fitbridge.minimize` log, ``state.json`` the spec hash and whether the run finished.
+``resume=True`` after an interruption reads the explored chunks back and replays each stage's
+logged evaluations (``minimize(resume=...)``), computing only what is missing, so the results
+equal those of an uninterrupted run. Without it, a folder holding an interrupted run is an
+error (nothing computed is thrown away); a finished run's logs are replaced. The logs stay
+after the run (delete ``logs/`` to save space).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -22,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._cache import Cache
 from ._errors import fail
 from ._experiment import Assessment, Builder
-from ._figures import plot_explored, plot_fc, plot_fc_scatter, plot_regional, plot_stages
+from ._figures import plot_explored, plot_fc, plot_fc_scatter, plot_regional, plot_stages, plot_tuning
 from ._outputs import ResultsFolder
 from ._spec import ExperimentSpec, load_spec, method_name, quick_overrides
 
@@ -104,7 +116,8 @@ def _space(builder: Builder, names):
     return getattr(_spaces, exp.mode)(exp.n, {k: bounds(k) for k in names}, seed=seed)
 
 
-def _explore(builder: Builder, values: dict, say, progress: bool) -> tuple[_Point, pd.DataFrame]:
+def _explore(builder: Builder, values: dict, say, progress: bool,
+             logs: Path | None = None) -> tuple[_Point, pd.DataFrame]:
     from ._explore import explore
 
     spec = builder.spec
@@ -115,8 +128,11 @@ def _explore(builder: Builder, values: dict, say, progress: bool) -> tuple[_Poin
     backend = ({"backend": "dask", "scheduler": ex.dask_address} if ex.dask_address
                else {"backend": "joblib", "n_jobs": ex.workers} if ex.workers > 1 else {})
     t0 = time.perf_counter()
+    cache = Cache(logs / "exploration", stale="recompute") if logs is not None else None
     frame = explore(problem, _space(builder, names), precision=ex.precision, observables=("fc",),
-                    progress=None if progress else False, **backend)
+                    progress=None if progress else False, cache=cache, **backend)
+    if frame.attrs["fitbridge"]["reused"]:
+        say(f"exploration: {frame.attrs['fitbridge']['reused']} of {len(frame)} points read back from {logs}")
     loss = frame["loss"].to_numpy(dtype=float)
     finite = np.isfinite(loss)
     row = {"stage": "explore", "name": "", "method": f"explore:{exp.mode}", "start": "init",
@@ -135,7 +151,7 @@ def _explore(builder: Builder, values: dict, say, progress: bool) -> tuple[_Poin
     return _Point("explore", found, sim_fc, assessment, {**row, **assessment.row()}), frame
 
 
-def _stage(builder: Builder, i: int, values: dict, say, progress: bool):
+def _stage(builder: Builder, i: int, values: dict, say, progress: bool, logs: Path | None = None):
     from ._minimize import minimize
 
     spec = builder.spec
@@ -144,14 +160,25 @@ def _stage(builder: Builder, i: int, values: dict, say, progress: bool):
     problem = builder.problem(free, values, stage.noise or spec.loss.noise)
     x0 = problem.space.flatten({k: np.asarray(f.init) for k, f in free.items()})
     seed = stage.seed if stage.seed is not None else spec.execution.seed
+    log = None if logs is None else logs / f"optimize-{i}.jsonl"
+    where = {"resume": log} if log is not None and log.exists() else {"log": log}
     res = minimize(problem, stage.method, x0, budget=stage.budget, seed=seed, options=stage.options,
-                   progress=progress)
+                   progress=progress, **where)
+    replayed = int((res.history["source"] == "log").sum())
+    if replayed:
+        say(f"optimize[{i}]: {replayed} of {res.nfev} evaluations replayed from {log}")
     after = {**values, **{k: np.asarray(v, dtype=np.float64) if isinstance(v, list) else float(v)
                           for k, v in res.params.items()}}
+    for k, f in free.items():  # per-edge vectors back to (n, n) matrices
+        if f.edges:
+            matrix = np.zeros((builder.data.n, builder.data.n))
+            matrix[np.nonzero(builder.data.weights)] = after[k]
+            after[k] = matrix
     sim_fc = builder.simulate(after)[1]
     assessment = builder.assess(sim_fc)
     label = f"optimize[{i}]"
-    free_text = ", ".join(f"{k}[{builder.data.n}]" if f.regional else k for k, f in free.items())
+    free_text = ", ".join(f"{k}[{builder.data.n}]" if f.regional else
+                          f"{k}[{len(f.init)} edges]" if f.edges else k for k, f in free.items())
     row = {"stage": label, "name": stage.name or "", "method": res.method, "start": stage.start,
            "free": free_text, "budget": stage.budget, "nfev": res.nfev, "wall_time": res.wall_time,
            "success": res.success, "message": res.message, "fun": res.fun, **assessment.row()}
@@ -162,6 +189,42 @@ def _stage(builder: Builder, i: int, values: dict, say, progress: bool):
     history.insert(0, "method", res.method)
     history.insert(0, "stage", label)
     return _Point(label, after, sim_fc, assessment, row), history, res.manifest["problem_hash"]
+
+
+def _tune(builder: Builder, values: dict, say, progress: bool) -> tuple[_Point, pd.DataFrame]:
+    """FIC (``tuning.fic``), then EIB with FIC alongside (``tuning.eib``), from ``values``; the
+    tuned ``J_i`` (and ``wLRE``/``wFFI``) replace the values the stages start from."""
+    from ._tuning import eib, fic
+
+    t = builder.spec.tuning
+    values = dict(values)
+    tables, t0 = [], time.perf_counter()
+    fic_kw = {}
+    if t.fic is not None:
+        fic_kw = dict(form=t.fic.form, **({"target" if t.fic.form == "gating" else "rate": t.fic.target}
+                                         if t.fic.target is not None else {}))
+        out = fic(builder.simulation(values), iterations=t.fic.iterations, eta=t.fic.eta, target_fc=builder.data.target,
+                  progress=progress, **fic_kw)
+        values["J_i"] = out.model.J_i
+        tables.append(out.history.assign(step="fic"))
+        say(f"tuning fic: {out.iterations} TRs, <S_e> = {out.history['S_e'].iloc[-1]:.3f}, "
+            f"J_i in [{np.min(out.model.J_i):.3g}, {np.max(out.model.J_i):.3g}]")
+    if t.eib is not None:
+        fic_kw = {("fic_target" if k == "target" else k): v for k, v in fic_kw.items()}
+        out = eib(builder.simulation(values), builder.data.target, iterations=t.eib.iterations, eta=t.eib.eta,
+                  warmup=t.eib.warmup, window=t.eib.window, fic_eta=t.eib.fic_eta, progress=progress, **fic_kw)
+        values.update(J_i=out.model.J_i, wLRE=out.model.wLRE, wFFI=out.model.wFFI)
+        history = out.history.assign(step="eib")
+        if tables:
+            history["iteration"] += int(tables[-1]["iteration"].iloc[-1])
+        tables.append(history)
+        say(f"tuning eib: {out.iterations} TRs, window FC r = {out.fc_r:.3f}")
+    table = pd.concat(tables, ignore_index=True)
+    point, _ = _simulated_point(builder, values, "tuning")
+    point.row.update(method="+".join(t.requested), wall_time=time.perf_counter() - t0, nfev=len(table),
+                     budget=len(table))
+    say(f"tuning: FC r = {point.row['fc_r_train']:.3f} (train), {point.row['fc_r_heldout']:.3f} (held-out)")
+    return point, table
 
 
 def _best(points: list[_Point]) -> _Point:
@@ -198,7 +261,7 @@ def _write_fit(folder: ResultsFolder, builder: Builder, point: _Point, fitted_na
     if data.heldout_fc is not None:
         folder.figure("fc_scatter_heldout", plot_fc_scatter, data.heldout_fc, point.fc, label="simulated (vs held-out)")
     for name in fitted_names:
-        if np.ndim(point.values[name]):
+        if np.ndim(point.values[name]) == 1:
             folder.figure(f"regional_{name}", plot_regional, point.values[name],
                           builder.simulation(point.values).network.weights, label=name)
     return params
@@ -212,7 +275,7 @@ def _finish(folder, spec, summary, params, tables, **extra) -> RunResult:
 
 # ------------------------------------------------------------------------------ commands
 def run_spec(source, *, overrides: Mapping | None = None, quick: bool = False, out=None, quiet: bool = True,
-             argv: Sequence[str] | None = None) -> RunResult:
+             argv: Sequence[str] | None = None, resume: bool = False) -> RunResult:
     """Run a spec end to end (exploration, stages, validation) and write its results folder.
 
     Parameters
@@ -227,25 +290,35 @@ def run_spec(source, *, overrides: Mapping | None = None, quick: bool = False, o
         Results folder (default ``results/<name>-<hash8>``).
     quiet : bool
         No progress lines on stderr.
+    resume : bool
+        Continue an interrupted run in ``out`` from its logs (module docstring).
     """
     spec = prepare(source, overrides, quick)
     say, progress = _printer(quiet), not quiet
     builder = Builder(spec)  # loads and checks the data before anything is written
     folder = ResultsFolder(out, spec, command="run", argv=argv, quick=quick)
+    logs = _open_logs(folder, resume, say)
     values = builder.initial_values()
     points, histories, problem_hashes, tables = [], [], [], {}
     explored = None
     if spec.exploration is not None:
-        explored, frame = _explore(builder, values, say, progress)
+        explored, frame = _explore(builder, values, say, progress, logs)
         points.append(explored)
         tables["exploration"] = frame
         _save_exploration(folder, frame)
     previous = explored.values if explored is not None else values
+    if spec.tuning.requested:
+        tuned, tables["tuning"] = _tune(builder, previous, say, progress)
+        points.append(tuned)
+        folder.table("tuning", tables["tuning"])
+        folder.figure("tuning", plot_tuning, tables["tuning"])
+        previous = tuned.values
     for i, stage in enumerate(spec.optimize):
         best = _best(points).values if points else values
         start = {"previous": previous, "explore": explored.values if explored else values, "best": best,
                  "init": values}[stage.start]
-        point, history, phash = _stage(builder, i, start, say, progress)
+        point, history, phash = _stage(builder, i, start, say, progress, logs)
+        folder.files.append(f"logs/optimize-{i}.jsonl")
         points.append(point)
         histories.append(history)
         problem_hashes.append(phash)
@@ -265,6 +338,7 @@ def run_spec(source, *, overrides: Mapping | None = None, quick: bool = False, o
         tables["validation"] = builder.validation_table(fitted.assessment)
     say(f"fitted ({fitted.label}): FC r train = {fitted.row['fc_r_train']:.3f}, held-out = "
         f"{fitted.row['fc_r_heldout']:.3f}; results in {folder.path}/")
+    _close_logs(folder)
     return _finish(folder, spec, summary, params, tables, problem_hashes=problem_hashes)
 
 
@@ -295,20 +369,58 @@ def _simulated_point(builder: Builder, values: dict, label: str) -> tuple[_Point
     return _Point(label, dict(values), sim_fc, a, row), bold
 
 
-def explore_spec(source, *, overrides=None, quick=False, out=None, quiet=True, argv=None) -> RunResult:
-    """Run only the spec's exploration; write the explored frame, the best point and figures."""
+def explore_spec(source, *, overrides=None, quick=False, out=None, quiet=True, argv=None,
+                 resume: bool = False) -> RunResult:
+    """Run only the spec's exploration; write the explored frame, the best point and figures.
+    ``resume=True`` reads back the chunks an interrupted run kept in ``out/logs/``."""
     spec = prepare(source, overrides, quick)
     if spec.exploration is None:
         fail("exploration", "an exploration section for `fitbridge explore`", "none",
              "add e.g. `exploration: {mode: sobol, n: 32}`")
     builder = Builder(spec)
     folder = ResultsFolder(out, spec, command="explore", argv=argv, quick=quick)
-    point, frame = _explore(builder, builder.initial_values(), _printer(quiet), not quiet)
+    say = _printer(quiet)
+    logs = _open_logs(folder, resume, say)
+    point, frame = _explore(builder, builder.initial_values(), say, not quiet, logs)
     _save_exploration(folder, frame)
     params = _write_fit(folder, builder, point, _free_names(spec), {})
     _landscape(folder, spec, frame)
     summary = pd.DataFrame([{**point.row, **_scalars(point.values)}])
+    _close_logs(folder)
     return _finish(folder, spec, summary, params, {"exploration": frame})
+
+
+# ------------------------------------------------------------------------------ logs and resume
+def _read_state(path: Path) -> dict | None:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _open_logs(folder: ResultsFolder, resume: bool, say) -> Path:
+    """``<out>/logs/``, checked against an earlier run there (module docstring)."""
+    logs = folder.path / "logs"
+    state = _read_state(logs / "state.json")
+    if state is not None and resume and state.get("spec_hash") != folder.hash:
+        fail("--resume", f"the logs of a run of this spec (hash {folder.hash[:8]})",
+             f"logs of spec hash {str(state.get('spec_hash'))[:8]} in {logs}",
+             "resume with the spec, --set and --quick options of the interrupted run, or choose another --out")
+    if state is not None and not resume and not state.get("finished"):
+        fail(f"--out {folder.path}", "a results folder without an interrupted run",
+             f"the logs of an interrupted `fitbridge {state.get('command')}` in {logs}",
+             "add --resume to continue it, or delete the folder (or choose another --out) to start over")
+    if not resume and logs.exists():
+        shutil.rmtree(logs)  # a finished run's logs: this run replaces its outputs
+    if resume and state is not None:
+        say(f"resuming the {'finished' if state.get('finished') else 'interrupted'} run in {folder.path}")
+    folder.json("logs/state.json", {"command": folder.command, "spec_hash": folder.hash, "finished": False})
+    return logs
+
+
+def _close_logs(folder: ResultsFolder) -> None:
+    folder.json("logs/state.json", {"command": folder.command, "spec_hash": folder.hash, "finished": True})
 
 
 def _landscape(folder: ResultsFolder, spec: ExperimentSpec, frame: pd.DataFrame, history=None) -> None:

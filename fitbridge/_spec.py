@@ -30,34 +30,40 @@ Sections (all times in ms; see ``examples/specs/`` for complete specs)::
     optimize:                      # stages, in order
       - {method: scipy:L-BFGS-B, budget: 40, start: explore, free: [G, w], options: {}}
       - {method: scipy:L-BFGS-B, budget: 60, start: previous, free: {w: {regional: true}}}
-    tuning: {fic: null, eib: null} # parsed and validated; running them is not available yet
+    tuning: {fic: null, eib: null} # FIC, then EIB (with FIC alongside), before the stages
     validation: {train: [0, 1, 2, 3]}   # the other subjects are held out
     execution: {seed: 0, precision: float64, workers: 1, dask_address: null}
 
 PyYAML reads ``1e-3`` (no dot) as a string; number fields accept such strings.
+
+This module holds the sections and :func:`load_spec`; the cross-field rules are in
+:mod:`fitbridge._spec_checks`, file reading, overrides, the canonical form and the hash in
+:mod:`fitbridge._spec_io` (re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError, fail
-from ._params import TRANSFORMS, _did_you_mean
+from ._params import TRANSFORMS
 from ._schema import (REQUIRED, SpecPath, boolean, choice, field, file_path, fix_hint, got,
                       list_of, mapping_of, number, optional, plain_mapping, section, string, text)
+from ._spec_checks import bold_fields, check_spec, model_fields  # noqa: F401 (re-exported)
+from ._spec_io import (_digest, _paths, apply_overrides, dump_yaml, parse_override,  # noqa: F401
+                       quick_overrides, read_yaml, resolve_path, spec_hash, to_dict)
 
 __all__ = ["ExperimentSpec", "ModelSpec", "Parameter", "NetworkSpec", "IntegrationSpec",
            "BoldSpec", "TargetSpec", "ObservationSpec", "LossSpec", "Axis", "ExplorationSpec",
            "FreeSpec", "StageSpec", "FICSpec", "EIBSpec", "TuningSpec", "ValidationSpec",
            "ExecutionSpec", "load_spec", "spec_hash", "apply_overrides", "parse_override",
-           "quick_overrides", "method_name", "to_dict", "dump_yaml", "resolve_path", "SPEC_VERSION"]
+           "quick_overrides", "method_name", "to_dict", "dump_yaml", "resolve_path", "model_fields",
+           "bold_fields", "SPEC_VERSION"]
 
 SPEC_VERSION = 1
 START_MODES = ("previous", "explore", "best", "init")
@@ -96,7 +102,7 @@ def _parameter(value, path, example=""):
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    name: str = field(choice("rww", "excinh", "wilson_cowan"), REQUIRED, "rww")
+    name: str = field(choice("rww", "excinh", "eib", "wilson_cowan"), REQUIRED, "rww")
     parameters: dict[str, Parameter] = field(mapping_of(_parameter), dict, "{G: {value: 0.2}}")
 
 
@@ -191,6 +197,8 @@ class ExplorationSpec:
 @dataclasses.dataclass(frozen=True)
 class FreeSpec:
     regional: bool | None = field(optional(boolean), None, "true", "override the parameter's regional")
+    edges: bool | None = field(optional(boolean), None, "true",
+                               "one value per connection (per-edge parameters: wLRE, wFFI of model eib)")
     domain: tuple[float, float] | None = field(optional(_domain), None, "[0.1, 0.5]")
     transform: str | None = field(optional(choice(*TRANSFORMS)), None, "identity")
 
@@ -298,183 +306,7 @@ class ExperimentSpec:
         return [k for k, p in self.model.parameters.items() if p.free]
 
 
-# ------------------------------------------------------------------------ cross-field checks
-def model_fields(name: str) -> tuple[str, ...]:
-    from ._models import MODELS
-
-    return MODELS[name].field_names
-
-
-def bold_fields(kind: str) -> tuple[str, ...]:
-    from ._bold import HRF, BalloonWindkessel, GammaHRF
-
-    return {"hrf": HRF, "gamma": GammaHRF, "balloon": BalloonWindkessel}[kind].field_names
-
-
-def _check_parameters(spec: ExperimentSpec) -> None:
-    fields = model_fields(spec.model.name)
-    bold = [f"bold.{f}" for f in bold_fields(spec.observation.bold.kind)]
-    known = [*fields, "sigma", "speed", *bold]
-    for name, p in spec.model.parameters.items():
-        path = f"model.parameters.{name}"
-        if name not in known:
-            near = _did_you_mean(name, known) or f"choose among {list(fields)}"
-            fail(path, f"a parameter of model {spec.model.name!r} (or sigma, speed, bold.<constant>)",
-                 f"unknown parameter {name!r}", near)
-        if name in ("sigma", "speed"):
-            where = "integration.sigma" if name == "sigma" else "network.speed"
-            if p.value is not None:
-                fail(f"{path}.value", f"no value here (the value of {name} is {where})", got(p.value),
-                     f"move the value to {where}")
-            if (spec.integration.sigma if name == "sigma" else spec.network.speed) is None:
-                fail(path, f"{where} set (it gives {name}'s value)", "null", f"set {where} or drop {name}")
-        if (p.regional and name not in fields) or (isinstance(p.value, tuple) and name not in fields):
-            fail(path, "a global value (only model parameters can be regional)",
-                 "regional values", "set regional: false")
-        if p.free and p.domain is None:
-            fail(f"{path}.domain", "[lo, hi] for a free parameter", "nothing", fix_hint(f"{path}.domain", "[0.1, 0.5]"))
-        if p.domain is not None and p.value is not None:
-            values = p.value if isinstance(p.value, tuple) else (p.value,)
-            lo, hi = p.domain
-            bad = [v for v in values if not lo <= v <= hi]
-            if bad:
-                fail(f"{path}.value", f"values inside the domain [{lo:g}, {hi:g}]", bad[0],
-                     "move the value inside the domain or widen it")
-
-
-def _check_free_names(spec: ExperimentSpec, names, path: str, what: str) -> None:
-    free = spec.free_parameters()
-    for name in names:
-        if name not in free:
-            declared = name in spec.model.parameters
-            fail(f"{path}.{name}", f"a parameter declared free in model.parameters ({free})",
-                 f"{name!r}" + (" (declared with free: false)" if declared else " (not declared)"),
-                 f"set model.parameters.{name}.free: true" if declared
-                 else (_did_you_mean(name, free) or f"declare {name} in model.parameters"))
-
-
-def _check_sources(spec: ExperimentSpec) -> None:
-    net, target = spec.network, spec.observation.target
-    if (net.dataset is None) == (net.weights is None):
-        fail("network", "exactly one of `dataset` or `weights`",
-             "both" if net.dataset is not None else "neither", "write e.g. `dataset: hcp`")
-    if net.dataset is not None:
-        from .datasets import available
-
-        if net.dataset not in available():
-            fail("network.dataset", f"an embedded dataset {available()}", repr(net.dataset),
-                 _did_you_mean(net.dataset, available()) or "use `fitbridge datasets` to list them")
-        for key in ("lengths",):
-            if getattr(net, key) is not None:
-                fail(f"network.{key}", "no file with `dataset` (the dataset has its own)",
-                     repr(getattr(net, key)), "drop it, or replace `dataset` by `weights`")
-    elif net.subjects is not None:
-        fail("network.subjects", "no subject selection with a weights file", list(net.subjects),
-             "drop it (a file holds one connectome)")
-    if net.speed is not None and net.dataset is None and net.lengths is None:
-        fail("network.lengths", "a lengths file when network.speed is set", "nothing",
-             "write `lengths: data/lengths.npy` or drop speed")
-    if target is not None and (target.fc is None) == (target.bold is None):
-        fail("observation.target", "exactly one of `fc` or `bold`",
-             "both" if target.fc is not None else "neither", "write e.g. `fc: data/fc.npy`")
-    if net.dataset is None and target is None:
-        fail("observation.target", "a target (fc or bold files) when the network is a weights file",
-             "nothing", "write `target: {fc: data/fc.npy}`")
-    if spec.validation is not None and target is not None and target.bold is None:
-        fail("validation", "per-subject BOLD (a dataset or observation.target.bold)",
-             "a single target FC file", "give target.bold files, or drop validation")
-
-
-def _check_stages(spec: ExperimentSpec) -> None:
-    exp = spec.exploration
-    if exp is not None:
-        axes = exp.axes if exp.axes is not None else {
-            k: None for k in spec.free_parameters() if not spec.model.parameters[k].regional}
-        if not axes:
-            fail("exploration.axes", "at least one parameter to explore", "none (no global free parameter)",
-                 "write `axes: {G: null}` or mark a parameter free")
-        _check_free_names(spec, axes, "exploration.axes", "explored")
-        for name, ax in (exp.axes or {}).items():
-            path = f"exploration.axes.{name}"
-            if ax.values is not None and (ax.lo is not None or ax.hi is not None or ax.n is not None):
-                fail(path, "either `values` or lo/hi/n", "both", "keep one of the two")
-            if ax.values is not None and exp.mode != "grid":
-                fail(path, f"bounds {{lo, hi}} for mode {exp.mode!r} (values are for mode grid)",
-                     list(ax.values), "use mode: grid, or give lo/hi")
-            if ax.n is not None and exp.mode != "grid":
-                fail(f"{path}.n", f"no per-axis n for mode {exp.mode!r}", ax.n, "set exploration.n instead")
-            lo = ax.lo if ax.lo is not None else spec.model.parameters[name].domain[0]
-            hi = ax.hi if ax.hi is not None else spec.model.parameters[name].domain[1]
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi) and ax.values is None:
-                fail(path, "finite lo < hi", f"lo={lo}, hi={hi}", "give lo/hi or a finite domain")
-    if not spec.free_parameters() and (spec.optimize or exp is not None):
-        fail("model.parameters", "at least one parameter with free: true", "none",
-             "mark e.g. G as `free: true` with a domain")
-    for i, stage in enumerate(spec.optimize):
-        path = f"optimize[{i}]"
-        if stage.free is not None:
-            _check_free_names(spec, stage.free, f"{path}.free", "optimized")
-            for name, over in stage.free.items():
-                if over.regional and name not in model_fields(spec.model.name):
-                    fail(f"{path}.free.{name}.regional", "false (only model parameters can be regional)",
-                         True, "drop regional")
-        if stage.start == "explore" and exp is None:
-            fail(f"{path}.start", "an exploration section for start: explore", "no exploration",
-                 "add `exploration:` or use start: init")
-
-
-def _check_tuning(spec: ExperimentSpec) -> None:
-    for name in spec.tuning.requested:
-        if spec.model.name != "excinh":
-            fail(f"tuning.{name}", "model.name: excinh (FIC/EIB tune the Wong-Wang Exc-Inh model)",
-                 repr(spec.model.name), "use model excinh or drop the tuning section")
-    if spec.tuning.eib is not None and spec.tuning.fic is None:
-        fail("tuning.eib", "tuning.fic as well (EIB runs together with FIC)", "no fic", "add `fic: {}`")
-
-
-def _check_files(spec: ExperimentSpec) -> None:
-    for path, value in _paths(spec):
-        file = resolve_path(spec, value)
-        if not file.is_file():
-            fail(path, "an existing file (relative paths start at the spec's folder)", str(file),
-                 "check the path")
-
-
-def _paths(spec: ExperimentSpec) -> list[tuple[str, SpecPath]]:
-    out = [(f"network.{k}", getattr(spec.network, k)) for k in ("weights", "lengths")]
-    target = spec.observation.target
-    if target is not None:
-        out.append(("observation.target.fc", target.fc))
-        out += [(f"observation.target.bold[{i}]", p) for i, p in enumerate(target.bold or ())]
-    return [(k, v) for k, v in out if v is not None]
-
-
-def resolve_path(spec: ExperimentSpec, value: str) -> Path:
-    """A spec's file path as an absolute path (relative to the spec's folder, or the cwd)."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (spec.source_dir or Path.cwd()) / path
-
-
 # ------------------------------------------------------------------------------ loading
-def _read_yaml(path: Path) -> Any:
-    try:
-        import yaml
-    except ImportError:
-        fail("load_spec", "PyYAML to read a YAML spec", "no module named 'yaml'",
-             "pip install 'fitbridge[yaml]' (or pass the spec as a dict)")
-    if not path.is_file():
-        fail("load_spec", "an existing spec file", str(path), "check the path")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        fail(str(path), "valid YAML", f"{problem}{where}", "fix the syntax (indentation, colons, quotes)")
-    except UnicodeDecodeError as err:
-        fail(str(path), "a UTF-8 text file", str(err), "save the spec as UTF-8")
-
-
 def load_spec(source, *, overrides: Mapping[str, Any] | None = None,
               base_dir: str | Path | None = None) -> ExperimentSpec:
     """Read and validate a spec from a YAML/JSON file, a dict, or an :class:`ExperimentSpec`.
@@ -504,9 +336,12 @@ def load_spec(source, *, overrides: Mapping[str, Any] | None = None,
         raw, name, folder = to_dict(source), source.name, source.source_dir
     elif isinstance(source, Mapping):
         raw, name, folder = dict(source), None, None
+    elif not isinstance(source, (str, PathLike)):
+        fail("load_spec", "a spec file path, a dict or an ExperimentSpec", got(source),
+             "pass e.g. load_spec('examples/specs/rww_fit.yaml')")
     else:
         path = Path(source).expanduser()
-        raw, name, folder = _read_yaml(path), path.stem, path.resolve().parent
+        raw, name, folder = read_yaml(path), path.stem, path.resolve().parent
         if raw is None:
             fail(str(path), "a spec (a YAML mapping)", "an empty file", "see examples/specs/")
     if not isinstance(raw, Mapping):
@@ -519,151 +354,6 @@ def load_spec(source, *, overrides: Mapping[str, Any] | None = None,
     spec = section(ExperimentSpec)(raw, "")
     folder = Path(base_dir).resolve() if base_dir is not None else folder
     spec = dataclasses.replace(spec, source_dir=folder)
-    for check in (_check_parameters, _check_sources, _check_stages, _check_tuning, _check_files):
-        check(spec)
+    check_spec(spec)
     return spec
 
-
-# ------------------------------------------------------------------------------ overrides
-_NAME = r"[^.\[\]\s=]+"
-_KEY = re.compile(rf"^{_NAME}(\[\d+\])*(\.{_NAME}(\[\d+\])*)*$")
-_TOKEN = re.compile(rf"({_NAME})|\[(\d+)\]")
-
-
-def _tokens(key: str) -> list[str | int]:
-    """``"optimize[0].budget"`` -> ``["optimize", 0, "budget"]``."""
-    if not isinstance(key, str) or not _KEY.match(key):
-        fail("override", "a field path such as integration.duration or optimize[0].budget", repr(key),
-             "write section.field or list[index].field")
-    return [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in _TOKEN.finditer(key)]
-
-
-def apply_overrides(raw: Mapping, overrides: Mapping[str, Any]) -> dict:
-    """A deep copy of ``raw`` with ``{"a.b[0].c": value}`` entries set (missing mappings are created)."""
-    out = json.loads(json.dumps(raw, default=_jsonable))
-    for key, value in overrides.items():
-        tokens = _tokens(key)
-        node = out
-        for i, tok in enumerate(tokens[:-1]):
-            nxt = tokens[i + 1]
-            node = _step(node, tok, key, create={} if isinstance(nxt, str) else None)
-        last = tokens[-1]
-        if isinstance(last, int):
-            _step(node, last, key, create=None)
-        elif not isinstance(node, dict):
-            fail(f"override {key}", "a path through mappings", f"{type(node).__name__} before {last!r}",
-                 "check the path")
-        node[last] = value
-    return out
-
-
-def _step(node, tok, key, create):
-    if isinstance(tok, int):
-        if not isinstance(node, list) or tok >= len(node):
-            size = len(node) if isinstance(node, list) else "no list"
-            fail(f"override {key}", f"an index into an existing list (length {size})", tok, "check the index")
-        return node[tok]
-    if not isinstance(node, dict):
-        fail(f"override {key}", "a path through mappings", f"{type(node).__name__} at {tok!r}", "check the path")
-    if node.get(tok) is None:
-        if create is None:
-            fail(f"override {key}", f"an existing list at {tok!r}", "nothing", "check the path")
-        node[tok] = create
-    return node[tok]
-
-
-def parse_override(text_: str) -> tuple[str, Any]:
-    """``"integration.duration=20000"`` -> ``("integration.duration", 20000)`` (value read as YAML)."""
-    key, sep, value = text_.partition("=")
-    if not sep or not key.strip():
-        fail("--set", "KEY=VALUE (e.g. integration.duration=20000)", repr(text_), "add the '='")
-    try:
-        import yaml
-
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except ImportError:
-        parsed = json.loads(value) if value.strip() else None
-    except Exception as err:  # yaml.YAMLError, reported as one line
-        fail(f"--set {key}", "a YAML value", f"{value!r} ({type(err).__name__})", "quote strings")
-    return key.strip(), parsed
-
-
-def quick_overrides(spec: ExperimentSpec) -> dict[str, Any]:
-    """Overrides of the smoke setting (``--quick``): at most 40 TRs after the transient, at most 4
-    evaluations per stage, 4 explored points (2 per grid axis), 5 tuning iterations. It only
-    shortens. A smoke test of the pipeline, NOT a fit."""
-    tr = spec.observation.bold.tr or 720.0
-    duration = min(spec.integration.duration, spec.integration.transient + 40 * tr)
-    out: dict[str, Any] = {"integration.duration": duration}
-    exp = spec.exploration
-    if exp is not None:
-        out["exploration.n"] = 2 if exp.mode == "grid" else min(exp.n, 4)
-        for name, ax in (exp.axes or {}).items():
-            if ax.values is not None:
-                out[f"exploration.axes.{name}.values"] = [ax.values[0], ax.values[-1]][:len(ax.values)]
-            elif ax.n is not None:
-                out[f"exploration.axes.{name}.n"] = min(ax.n, 2)
-    for i, stage in enumerate(spec.optimize):
-        out[f"optimize[{i}].budget"] = min(stage.budget, 4)
-    for name in spec.tuning.requested:
-        out[f"tuning.{name}.iterations"] = 5
-    return out
-
-
-# ------------------------------------------------------------------------------ canonical form
-def _jsonable(value):
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    fail("spec", "plain YAML values", got(value), "use numbers, strings, lists and mappings")
-
-
-def _canonical(spec: ExperimentSpec, on_path: Callable[[SpecPath], Any]) -> dict:
-    def walk(value):
-        if dataclasses.is_dataclass(value):
-            return {f.name: walk(getattr(value, f.name)) for f in dataclasses.fields(value)
-                    if "conv" in f.metadata}
-        if isinstance(value, SpecPath):
-            return on_path(value)
-        if isinstance(value, Mapping):
-            return {k: walk(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [walk(v) for v in value]
-        return value
-
-    out = walk(spec)
-    return {k: out[k] for k in _ORDER}
-
-
-_ORDER = ("version", "name", "description", "model", "network", "integration", "observation", "loss",
-          "exploration", "optimize", "tuning", "validation", "execution")
-
-
-def to_dict(spec: ExperimentSpec, *, absolute_paths: bool = False) -> dict:
-    """The canonical plain form (every field, defaults filled in); ``load_spec`` reads it back."""
-    return _canonical(spec, lambda p: str(resolve_path(spec, p)) if absolute_paths else str(p))
-
-
-def _digest(file: Path) -> str:
-    h = hashlib.sha256()
-    with file.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def spec_hash(spec: ExperimentSpec) -> str:
-    """SHA-256 of the canonical spec, with every data file replaced by its content's SHA-256
-    (so moving the data or the spec does not change it)."""
-    canon = _canonical(spec, lambda p: {"sha256": _digest(resolve_path(spec, p))})
-    blob = json.dumps(canon, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def dump_yaml(spec: ExperimentSpec, *, absolute_paths: bool = False) -> str:
-    """The canonical spec as YAML text (``sort_keys=False``: sections in declaration order)."""
-    import yaml
-
-    return yaml.safe_dump(to_dict(spec, absolute_paths=absolute_paths), sort_keys=False,
-                          default_flow_style=None, width=100)

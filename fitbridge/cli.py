@@ -2,7 +2,8 @@
 
 Bad input (a spec error, an unknown option or method, a missing file) prints ONE line,
 ``fitbridge: error: ...``, on stderr and exits with status 2; a run interrupted with Ctrl-C
-exits with 130. Progress goes to stderr, the final summary to stdout; ``--quiet`` silences both.
+exits with 130 (``run`` and ``explore`` then continue from their logs with ``--resume``).
+Progress goes to stderr, the final summary to stdout; ``--quiet`` silences both.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ examples:
   fitbridge run examples/specs/rww_fit.yaml
   fitbridge run examples/specs/rww_fit.yaml --quick --out /tmp/smoke
   fitbridge run my.yaml --set integration.duration=60000 --set optimize[0].budget=20
+  fitbridge run my.yaml --out runs/a --resume      # after Ctrl-C or a killed job: continue from runs/a/logs
   fitbridge explore examples/specs/rww_regional.yaml
   fitbridge compare examples/specs/compare_noisy.yaml --methods optax:adam cma nevergrad:TBPSA --restarts 2
   fitbridge simulate examples/specs/rww_fit.yaml --params results/rww_fit-1a2b3c4d/params.json
@@ -26,7 +28,8 @@ examples:
 
 Each command on a SPEC writes a results folder (default results/<spec name>-<hash8>): spec.yaml
 (the canonical spec), manifest.json (versions, spec hash, seed, wall time), summary/history tables
-(CSV, and Parquet when pyarrow is installed), params.json (fitted parameters), figures/*.png.
+(CSV, and Parquet when pyarrow is installed), params.json (fitted parameters), figures/*.png,
+and for run and explore logs/ (every evaluation as it finished: what --resume continues from).
 The spec format is documented in fitbridge/_spec.py and examples/specs/.
 """
 
@@ -40,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _spec_command(sub, name: str, help_: str, description: str) -> argparse.ArgumentParser:
+def _spec_command(sub, name: str, help_: str, description: str, resume: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_, description=description,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", metavar="SPEC", help="experiment spec (YAML or JSON file)")
@@ -52,6 +55,12 @@ def _spec_command(sub, name: str, help_: str, description: str) -> argparse.Argu
                    help="override a spec field before validation, e.g. integration.duration=60000 or "
                         "optimize[0].budget=20 (VALUE is read as YAML; repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary output")
+    if resume:
+        p.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in the results folder (--out, or the default) from its "
+                            "logs/: explored chunks and logged optimizer evaluations are read back, only the "
+                            "missing ones are computed, and the results equal an uninterrupted run's; use the "
+                            "same SPEC, --set and --quick as the interrupted run")
     return p
 
 
@@ -65,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     _spec_command(sub, "run", "run a spec: exploration, optimization stages, held-out validation",
                   "Run the spec end to end: exploration (if any), every optimization stage in order, "
-                  "then the FC r of the fitted point on the train and held-out subjects.")
+                  "then the FC r of the fitted point on the train and held-out subjects.", resume=True)
     _spec_command(sub, "explore", "evaluate the spec's exploration (grid or sampler) only",
                   "Evaluate the points of the spec's exploration section as vmapped batches "
-                  "(execution.precision, workers and dask_address apply) and report the best point.")
+                  "(execution.precision, workers and dask_address apply) and report the best point.",
+                  resume=True)
     cmp_ = _spec_command(sub, "compare", "compare optimizers on the spec's problem",
                          "Run several optimizers with the same budget on the problem of the spec's first "
                          "stage (from the best explored point when the spec explores), and tabulate loss, "
@@ -124,8 +134,11 @@ def _overrides(args) -> dict:
 
 
 def _common(args, argv) -> dict:
-    return {"overrides": _overrides(args), "quick": args.quick, "out": args.out, "quiet": args.quiet,
-            "argv": ["fitbridge", *argv]}
+    common = {"overrides": _overrides(args), "quick": args.quick, "out": args.out, "quiet": args.quiet,
+              "argv": ["fitbridge", *argv]}
+    if getattr(args, "resume", False):
+        common["resume"] = True
+    return common
 
 
 def _report(args, result, lines: list[str]) -> None:
@@ -233,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._errors import FitbridgeError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args, argv)
@@ -244,7 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fitbridge: error: {_one_line(err.strerror or err)}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("fitbridge: interrupted", file=sys.stderr)
+        resumable = args is not None and args.command in ("run", "explore")
+        hint = "; rerun the same command with --resume to continue from its logs" if resumable else ""
+        print(f"fitbridge: interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -24,12 +24,14 @@ Array conventions: matrices are ``[target, source]``; BOLD is ``(frames, regions
 from __future__ import annotations
 
 import dataclasses
+import warnings
+import zipfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from ._errors import fail
+from ._errors import ConfigError, fail
 
 __all__ = ["Dataset", "load", "available", "load_matrix", "load_timeseries", "from_arrays"]
 
@@ -120,22 +122,36 @@ def load_matrix(path: str | Path, key: str | None = None, *, square: bool = True
     if not path.is_file():
         fail("load_matrix", "an existing file", str(path), "check the path (relative paths start at the cwd)")
     suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz", ".mat", ".csv", ".tsv", ".txt"):
+        fail("load_matrix", "a .npy, .npz, .mat, .csv, .tsv or .txt file", str(path), "convert the file")
     try:
-        if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            arr = _pick(np.load(path, allow_pickle=False), key, path)
-        elif suffix == ".mat":
-            arr = _pick(_loadmat(path), key, path)
-        elif suffix in (".csv", ".txt", ".tsv"):
-            arr = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
-        else:
-            fail("load_matrix", "a .npy, .npz, .mat, .csv, .tsv or .txt file", str(path), "convert the file")
-        arr = np.asarray(arr, dtype=np.float64)
-    except (OSError, ValueError) as err:
-        if type(err).__name__ == "ConfigError":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # loadtxt on an empty file: caught below
+            if suffix == ".npy":
+                with path.open("rb") as fh:
+                    arr = np.load(fh, allow_pickle=False)
+            elif suffix == ".npz":
+                with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
+                    arr = _pick(npz, key, path)
+            elif suffix == ".mat":
+                arr = _pick(_loadmat(path), key, path)
+            else:
+                arr = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
+        arr = np.asarray(arr)
+        if arr.dtype.kind not in "biuf":
+            fail("load_matrix", "a real-valued numeric array", f"dtype {arr.dtype} in {path}",
+                 "save the matrix as float64")
+        arr = arr.astype(np.float64)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        if isinstance(err, ConfigError):
             raise
+        if "pickle" in str(err):  # numpy's advice (allow_pickle=True) is not ours: never unpickle
+            fail("load_matrix", f"a numeric {suffix} file (fitbridge never unpickles data)",
+                 f"{path} (pickled or object data)",
+                 "re-save it as numbers: np.save(path, np.asarray(a, float))")
         fail("load_matrix", f"a readable numeric {suffix} file", f"{path} ({err})", "check the file's format")
+    if arr.size == 0:
+        fail("load_matrix", "a non-empty matrix", f"shape {arr.shape} in {path}", "check the file")
     if arr.ndim != 2 or (square and arr.shape[0] != arr.shape[1]):
         fail("load_matrix", "a square 2-D matrix" if square else "a 2-D array", f"shape {arr.shape} in {path}",
              "pass one matrix per file (or the right key)")
@@ -154,32 +170,58 @@ def load_timeseries(path: str | Path, key: str | None = None, *, regions_first: 
 def from_arrays(weights, lengths=None, bold=None, tr: float | None = None, name: str = "user") -> Dataset:
     """Build a :class:`Dataset` from arrays: ``weights`` (n, n) or (s, n, n), ``bold`` (frames, n)
     or (s, frames, n), ``tr`` in ms (required with BOLD)."""
-    w = np.asarray(weights, dtype=np.float64)
+    w = _real("from_arrays.weights", weights)
     sw = w[None] if w.ndim == 2 else w
-    if sw.ndim != 3 or sw.shape[1] != sw.shape[2] or not np.all(np.isfinite(sw)):
-        fail("from_arrays.weights", "finite (n, n) or (subjects, n, n) matrices", f"shape {w.shape}",
+    if sw.ndim != 3 or sw.shape[1] != sw.shape[2] or sw.size == 0:
+        fail("from_arrays.weights", "non-empty (n, n) or (subjects, n, n) matrices", f"shape {w.shape}",
              "pass square connectomes")
+    _finite("from_arrays.weights", sw, nonnegative=True)
     n = sw.shape[1]
     sl = None
     if lengths is not None:
-        sl = np.asarray(lengths, dtype=np.float64)
+        sl = _real("from_arrays.lengths", lengths)
         sl = sl[None] if sl.ndim == 2 else sl
-        if sl.shape[1:] != (n, n) or not np.all(np.isfinite(sl)) or (sl < 0).any():
-            fail("from_arrays.lengths", f"finite non-negative ({n}, {n}) matrices", f"shape {sl.shape}",
+        if sl.shape[1:] != (n, n):
+            fail("from_arrays.lengths", f"({n}, {n}) matrices like the weights", f"shape {sl.shape}",
                  "pass lengths of the same parcellation")
+        _finite("from_arrays.lengths", sl, nonnegative=True)
     b = None
     if bold is not None:
-        b = np.asarray(bold, dtype=np.float64)
+        b = _real("from_arrays.bold", bold)
         b = b[None] if b.ndim == 2 else b
-        if b.ndim != 3 or b.shape[2] != n or not np.all(np.isfinite(b)):
-            fail("from_arrays.bold", f"finite (frames, {n}) or (subjects, frames, {n}) arrays",
+        if b.ndim != 3 or b.shape[2] != n or b.shape[1] < 3:
+            fail("from_arrays.bold", f"(frames >= 3, {n}) or (subjects, frames, {n}) arrays",
                  f"shape {b.shape}", "transpose region-first BOLD with .T")
-        if tr is None or not tr > 0:
+        _finite("from_arrays.bold", b)
+        flat = np.argwhere(np.ptp(b, axis=1) == 0)
+        if flat.size:
+            s, r = flat[0]
+            fail("from_arrays.bold", "a varying BOLD series in every region (FC is undefined otherwise)",
+                 f"a constant series in region {r} of subject {s}", "drop that region from every array")
+        if (isinstance(tr, bool) or not isinstance(tr, (int, float, np.integer, np.floating))
+                or not np.isfinite(tr) or tr <= 0):
             fail("from_arrays.tr", "the repetition time in ms (> 0) with BOLD", repr(tr), "pass tr=720.0")
     ids = tuple(str(i) for i in range(max(sw.shape[0], 0 if b is None else b.shape[0])))
     return Dataset(name=name, weights=sw.mean(axis=0), lengths=None if sl is None else sl.mean(axis=0),
                    subject_weights=sw, subject_lengths=sl, bold=b, tr=None if tr is None else float(tr),
                    subjects=ids)
+
+
+def _real(where: str, value) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        fail(where, "a real-valued numeric array", f"dtype {arr.dtype}", "pass a float array")
+    return arr.astype(np.float64)
+
+
+def _finite(where: str, arr: np.ndarray, nonnegative: bool = False) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = np.argwhere(bad)[0].tolist()
+        fail(where, "finite values", f"{int(bad.sum())} NaN/inf entries (first at {first})",
+             "clean the arrays first (e.g. np.nan_to_num)")
+    if nonnegative and (arr < 0).any():
+        fail(where, "values >= 0", f"min {arr.min():.3g}", "structural data are non-negative; check the sign")
 
 
 def _pick(container, key, path):

@@ -65,7 +65,7 @@ def test_errors_in_a_fresh_process_are_one_line_with_status_2(tmp_path):
         (("run", tmp_path / "missing.yaml"), "expected an existing spec file"),
         (("run", bad), "valid YAML"),
         (("frobnicate",), "invalid choice"),
-        (("run", ROOT / "examples/specs/rww_fit.yaml", "--set", "optimize[1].methd=cma"), "did you mean 'method'"),
+        (("run", ROOT / "examples/specs/rww_fit.yaml", "--set", "optimize[0].methd=cma"), "did you mean 'method'"),
     ]
     for args, fragment in cases:
         proc = _cli(*args)
@@ -96,12 +96,18 @@ def test_bad_input_exits_2_with_one_line(args, fragment, capsys, monkeypatch, tm
     assert captured.out == ""
 
 
-def test_tuning_request_is_a_clear_error(tmp_path, capsys):
-    spec = {"model": {"name": "excinh", "parameters": {"G": {"value": 2.0, "domain": [0.5, 3.0], "free": True}}},
-            "network": {"dataset": "hcp"}, "optimize": [{"method": "cma"}], "tuning": {"fic": {}}}
+@pytest.mark.parametrize("model,tuning,fragment", [
+    ("rww", {"fic": {}}, "tuning.fic: expected model.name: excinh or eib"),
+    ("excinh", {"eib": {}}, "tuning.eib: expected tuning.fic as well"),
+    ("excinh", {"fic": {"eta": -1}}, "tuning.fic.eta"),
+])
+def test_bad_tuning_request_is_a_clear_error(tmp_path, capsys, model, tuning, fragment):
+    spec = {"model": {"name": model, "parameters": {"G": {"value": 2.0, "domain": [0.5, 3.0], "free": True}}},
+            "network": {"dataset": "hcp"}, "optimize": [{"method": "cma"}], "tuning": tuning}
     path = write_spec(tmp_path, spec, "fic.yaml")
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
-    assert "tuning.fic" in _one_line_error(capsys.readouterr().err)
+    assert fragment in _one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------ listings

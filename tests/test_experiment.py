@@ -2,7 +2,6 @@
 NumPy, warm starts, and every example spec in a shortened (smoke) form."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -119,18 +118,14 @@ def test_fitted_is_the_lowest_assessed_loss():
 
 
 # ------------------------------------------------------------------------------ examples, shortened
-# SMOKE SETTING: --quick (<= 40 TRs, 4 evaluations per stage, 4 explored points) and, here, 5 TRs
-# with no frames skipped. These runs check that each example spec runs end to end; they are not fits.
-# Each costs 10-50 s on 2 shared cores, almost all of it XLA compilation (4-5 kernels per spec), so
-# only the main job (rww_fit) runs by default; FITBRIDGE_ALL_EXAMPLES=1 runs the other three too.
-SHORT = {"integration.duration": 3600.0, "observation.fc_skip": 0}
-ALL_EXAMPLES = os.environ.get("FITBRIDGE_ALL_EXAMPLES", "") not in ("", "0")
-_opt_in = pytest.mark.skipif(not ALL_EXAMPLES, reason="set FITBRIDGE_ALL_EXAMPLES=1 (compile-bound, ~30 s each)")
+# SMOKE SETTING: --quick (<= 40 TRs, 4 evaluations per stage, 4 explored points, 5 tuning
+# iterations) and, here, 5 TRs with no transient and no frames skipped. These runs check that
+# each example spec runs end to end; they are not fits. Each costs 10-50 s on 2 shared cores,
+# almost all of it XLA compilation (4-6 kernels per spec).
+SHORT = {"integration.duration": 3600.0, "integration.transient": 0.0, "observation.fc_skip": 0}
 
 
-@pytest.mark.parametrize("name", ["rww_fit", pytest.param("rww_regional", marks=_opt_in),
-                                  pytest.param("wilson_cowan_delays", marks=_opt_in),
-                                  pytest.param("compare_noisy", marks=_opt_in)])
+@pytest.mark.parametrize("name", ["rww_fit", "rww_regional", "wilson_cowan_delays", "compare_noisy", "fic_eib"])
 def test_example_spec_runs_shortened(name, tmp_path):
     result = run_spec(EXAMPLES / f"{name}.yaml", overrides=SHORT, quick=True, out=tmp_path)
     spec = result.spec
@@ -148,3 +143,14 @@ def test_example_spec_runs_shortened(name, tmp_path):
         np.testing.assert_allclose(w, glob["w"], rtol=0, atol=0)
         assert np.ndim(result.params["values"]["w"]) == 1 and result.params["values"]["G"] == glob["G"]
         assert (tmp_path / "figures" / "regional_w.png").is_file()
+    if name == "fic_eib":  # tuning, then the refinement starts from the tuned values
+        assert summary["stage"].tolist() == ["tuning", "optimize[0]"]
+        tuning = result.tables["tuning"]
+        assert tuning["step"].tolist() == ["fic"] * 5 + ["eib"] * 5
+        values = result.params["values"]
+        assert np.shape(values["J_i"]) == (80,) and np.shape(values["wLRE"]) == (80, 80)
+        assert (tmp_path / "figures" / "tuning.png").is_file() and (tmp_path / "tuning.csv").is_file()
+        history = result.tables["history"]
+        first = history[history["stage"] == "optimize[0]"].iloc[0]
+        start = first[[f"J_i[{i}]" for i in range(80)]].to_numpy(dtype=float)
+        assert np.mean(start) == pytest.approx(tuning["J_i"].iloc[-1], rel=1e-12)  # warm start from tuning

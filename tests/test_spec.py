@@ -203,14 +203,18 @@ def test_tuning_section_validates_for_excinh():
         load_spec(to_dict(spec) | {"tuning": {"eib": {}}})
 
 
-def test_tuning_is_not_available_yet():
+def test_eib_tuning_builds_the_per_edge_model():
     from fitbridge._experiment import Builder
+    from fitbridge.models import WongWangEIB, WongWangExcInh
 
-    spec = load_spec(BASE, overrides={
-        "model": {"name": "excinh", "parameters": {"G": {"value": 2.0, "domain": [0.5, 3.0], "free": True}}},
-        "optimize": [{"method": "scipy:L-BFGS-B"}], "exploration": None, "tuning": {"fic": {}}})
-    with pytest.raises(ConfigError, match=r"^tuning.fic: .*not available"):
-        Builder(spec)
+    base = {"model": {"name": "excinh", "parameters": {"G": {"value": 2.0, "domain": [0.5, 3.0], "free": True}}},
+            "optimize": [{"method": "scipy:L-BFGS-B"}], "exploration": None}
+    fic_only = Builder(load_spec(BASE, overrides={**base, "tuning": {"fic": {}}}))
+    assert fic_only.model_cls is WongWangExcInh
+    with_eib = Builder(load_spec(BASE, overrides={**base, "tuning": {"fic": {}, "eib": {}}}))
+    assert with_eib.model_cls is WongWangEIB
+    model = with_eib.simulation(with_eib.initial_values()).network.model
+    assert isinstance(model, WongWangEIB) and model.G == 2.0
 
 
 def test_file_errors(tmp_path):
