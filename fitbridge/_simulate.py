@@ -303,17 +303,10 @@ class Simulation:
         generated ones, to replay an external realisation exactly.
         """
         plan, model = self.plan, params["model"]
-        net = self.network
         dtype = jnp.result_type(float)
         weights = self._weights(model, dtype)
-        x0 = self._initial(dtype)
-        cvar = model.coupling_var
-        delays, L = None, 1
-        if net.has_delays:
-            L = self._buffer_length()
-            delays = make_delays(jnp.asarray(net.lengths, dtype), params["speed"], self.dt, L, self.delay_mode)
-        buf0 = jnp.broadcast_to(x0[cvar], (L, net.n_nodes)).astype(dtype)
-        carry = Carry(x0, buf0, jnp.zeros((), jnp.int32), jnp.zeros(weights.shape[:-1], dtype))
+        delays, L = self._delays(params["speed"], dtype)
+        carry = self._carry0(model, weights, L, dtype)
         step = self._stepper(model, weights, delays, L)
         noise = self._noise(params, key, increments, dtype)
         carry, _ = run_blocks(step, None, carry, Loop(plan["n_pre"], 1, self._group(plan["n_pre"], 1), False),
@@ -337,6 +330,20 @@ class Simulation:
         if hasattr(model, "effective_weights"):
             weights = model.effective_weights(weights)
         return weights
+
+    def _delays(self, speed, dtype):
+        """``(Delays or None, ring buffer length)`` of the network at conduction ``speed``."""
+        net = self.network
+        if not net.has_delays:
+            return None, 1
+        L = self._buffer_length()
+        return make_delays(jnp.asarray(net.lengths, dtype), speed, self.dt, L, self.delay_mode), L
+
+    def _carry0(self, model, weights, L: int, dtype) -> "Carry":
+        """The starting carry: initial state, a constant delay history, zero coupling."""
+        x0 = self._initial(dtype)
+        buf0 = jnp.broadcast_to(x0[model.coupling_var], (L, self.network.n_nodes)).astype(dtype)
+        return Carry(x0, buf0, jnp.zeros((), jnp.int32), jnp.zeros(weights.shape[:-1], dtype))
 
     def _initial(self, dtype):
         model = self.network.model

@@ -39,7 +39,7 @@ import pandas as pd
 
 from ._bold import HRF, GammaHRF
 from ._errors import fail
-from ._integrate import Loop, make_delays, run_blocks
+from ._integrate import Loop, run_blocks
 from ._models import WongWangEIB, WongWangExcInh
 from ._observe import corr, fc, upper
 from ._progress import progress_bar
@@ -185,13 +185,9 @@ class _Tuner:
         return model
 
     def _stepper(self, model, dtype):
-        sim, net = self.sim, self.sim.network
-        weights = sim._weights(model, dtype)
-        delays, L = None, 1
-        if net.has_delays:
-            L = sim._buffer_length()
-            delays = make_delays(jnp.asarray(net.lengths, dtype), net.speed, sim.dt, L, sim.delay_mode)
-        return sim._stepper(model, weights, delays, L)
+        sim = self.sim
+        delays, L = sim._delays(sim.network.speed, dtype)
+        return sim._stepper(model, sim._weights(model, dtype), delays, L)
 
     def _noise(self, model, dtype):
         params = dict(self.sim.params, model=model)
@@ -200,11 +196,7 @@ class _Tuner:
     def initial(self, dtype) -> _State:
         sim, net, n = self.sim, self.sim.network, self.n
         model = net.model
-        x0 = sim._initial(dtype)
-        L = sim._buffer_length() if net.has_delays else 1
-        buf0 = jnp.broadcast_to(x0[model.coupling_var], (L, n)).astype(dtype)
-        n_c = (2, n) if isinstance(model, WongWangEIB) else (n,)
-        carry = Carry(x0, buf0, jnp.zeros((), jnp.int32), jnp.zeros(n_c, dtype))
+        carry = sim._carry0(model, sim._weights(model, dtype), sim._delays(net.speed, dtype)[1], dtype)
         J_i = jnp.broadcast_to(jnp.asarray(model.J_i, dtype), (n,))
         if self.eib:
             mask = jnp.asarray(self.mask, dtype)

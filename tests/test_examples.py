@@ -4,13 +4,19 @@ import importlib.util
 import json
 from pathlib import Path
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "fit_hcp.py"
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def example(name: str):
+    """Import ``examples/<name>.py`` as a module (its ``main(argv)`` runs the example)."""
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_fit_hcp_quick(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("fit_hcp", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = example("fit_hcp")
     assert module.main(["--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     for method in ("scipy:L-BFGS-B", "cma", "nevergrad:NGOpt"):
@@ -22,10 +28,7 @@ def test_fit_hcp_quick(tmp_path, capsys):
 
 
 def test_fic_eib_script_quick(tmp_path, capsys):
-    path = Path(__file__).parents[1] / "examples" / "fic_eib.py"
-    spec = importlib.util.spec_from_file_location("fic_eib", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = example("fic_eib")
     assert module.main(["--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "FIC: 5 TRs" in printed and "EIB: 8 TRs" in printed
@@ -36,20 +39,14 @@ def test_fic_eib_script_quick(tmp_path, capsys):
 
 
 def test_wilson_cowan_delays_script_quick(capsys):
-    path = Path(__file__).parents[1] / "examples" / "wilson_cowan_delays.py"
-    spec = importlib.util.spec_from_file_location("wilson_cowan_delays", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = example("wilson_cowan_delays")
     assert module.main(["--quick"]) == 0
     printed = capsys.readouterr().out
     assert "scipy:Nelder-Mead" in printed and "scipy:L-BFGS-B" in printed and "held-out FC r" in printed
 
 
 def test_rww_tutorial_script_quick(capsys):
-    path = Path(__file__).parents[1] / "examples" / "rww_tutorial.py"
-    spec = importlib.util.spec_from_file_location("rww_tutorial", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = example("rww_tutorial")
     assert module.main(["--quick"]) == 0
     printed = capsys.readouterr().out
     assert "grid 2x2" in printed and "global: FC r" in printed and "regional: FC r" in printed
