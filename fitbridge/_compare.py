@@ -12,11 +12,25 @@ or ``backend="dask"`` each ``(method, restart, seed)`` run is one task on a work
 :func:`fitbridge.evaluate`). The table and the histories are the same as run here (only the
 ``wall_time`` column differs); a run whose worker dies is resubmitted or reported by
 :class:`~fitbridge._parallel.WorkerLost`, never dropped.
+
+**Logs and resuming** (``log=DIR``, ``resume=True``). Every run writes its own
+:func:`fitbridge.minimize` log in the directory ``DIR`` as it goes,
+``run-<index>-<method>-r<restart>-s<seed>.jsonl`` (e.g. ``run-003-scipy_L-BFGS-B-r1-s1.jsonl``;
+workers write their own run's file, so ``DIR`` must be reachable from them at the same path),
+beside ``manifest.json`` (methods, budget, restarts, seeds, options, ``x0`` and the problem's
+hash, written atomically). After an interruption (Ctrl-C, a killed process, a lost worker)
+the same call with ``resume=True`` reads the finished runs back from their logs (nothing is
+evaluated again), continues an unfinished run through ``minimize(resume=...)`` and runs the
+missing ones: the table and the histories equal those of an uninterrupted call (but
+``wall_time``), no evaluation is lost or computed twice. Resuming with other arguments (or
+another problem) is an error naming the first difference; a directory without a manifest
+starts a new call.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from os import PathLike
 
@@ -26,7 +40,8 @@ import pandas as pd
 from . import backends
 from ._errors import fail
 from ._minimize import _start
-from ._multistart import _local_run, sobol_points
+from ._multistart import (_local_run, computed, interrupted, log_folder, open_runs,
+                          runs_manifest, sobol_points)
 from ._parallel import TASK_BACKENDS, Task, check_backend, map_tasks
 from ._problem import Problem
 from ._progress import progress_bar
@@ -97,6 +112,12 @@ def _label(method) -> str:
     return f"custom:{getattr(method, '__qualname__', type(method).__qualname__)}"
 
 
+def _log_name(index: int, runs: int, label: str, restart: int, seed: int) -> str:
+    """``run-003-scipy_L-BFGS-B-r1-s0.jsonl``: stable, and unique by the run's index."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "method"
+    return f"run-{index:0{max(3, len(str(runs - 1)))}d}-{slug}-r{restart}-s{seed}.jsonl"
+
+
 def _row(label, restart, seed, res) -> dict:
     hist = res.history
     fc_r = np.nan
@@ -120,7 +141,8 @@ def _history(label, restart, seed, res) -> pd.DataFrame:
 def compare(problem: Problem, methods, *, budget: int, restarts: int = 1,
             seeds: Sequence[int] = (0,), options: dict | None = None, x0=None,
             progress: bool = False, backend: str = "jax", n_jobs: int | None = None,
-            scheduler=None, recipe=None, retries: int = 2) -> pd.DataFrame:
+            scheduler=None, recipe=None, retries: int = 2, log: str | PathLike | None = None,
+            resume: bool = False) -> pd.DataFrame:
     """Run every method ``restarts x len(seeds)`` times with the same budget; tabulate.
 
     Parameters
@@ -147,6 +169,15 @@ def compare(problem: Problem, methods, *, budget: int, restarts: int = 1,
     n_jobs, scheduler, recipe, retries
         As in :func:`fitbridge.evaluate` (workers, Dask client or address, a picklable
         zero-argument builder of the problem, resubmissions after a worker death).
+    log : path, optional
+        A directory that keeps one :func:`fitbridge.minimize` log per run, written as the
+        run evaluates, and a manifest of the call (module docstring, "Logs and resuming").
+        Without ``resume`` it must be new or hold no earlier call's logs.
+    resume : bool
+        Continue the call logged in ``log`` (same arguments; ``backend``, ``n_jobs`` and
+        ``progress`` may differ): finished runs are read back from their logs, not evaluated
+        again, an unfinished run continues, missing ones run. The table equals that of an
+        uninterrupted call. A ``log`` without a manifest starts a new call.
 
     Returns
     -------
@@ -170,32 +201,50 @@ def compare(problem: Problem, methods, *, budget: int, restarts: int = 1,
     The same runs in two worker processes give the same table (but ``wall_time``):
 
     >>> table = compare(bowl, ["cma"], budget=40, backend="joblib", n_jobs=2)  # doctest: +SKIP
+
+    An interrupted comparison continues where it stopped (``log`` names a directory):
+
+    >>> table = compare(bowl, ["cma"], budget=40, log="runs/bowl")  # doctest: +SKIP
+    >>> table = compare(bowl, ["cma"], budget=40, log="runs/bowl", resume=True)  # doctest: +SKIP
     """
     methods = _check(problem, methods, budget, restarts, seeds, options, x0)
     check_backend(backend, "compare", TASK_BACKENDS, n_jobs=n_jobs, scheduler=scheduler,
                   recipe=recipe, retries=retries)
+    folder = log_folder("compare", log, resume)
     options = dict(options or {})
     starts = _starts(problem, x0, restarts)
     here = backend == "jax"
-    runs, tasks = [], []
+    runs, plan = [], []
     for method in methods:
         label = _label(method)
         opts = options.get(method, options.get(label, {}))
         for restart, start in enumerate(starts):
             for seed in seeds:
                 runs.append((label, restart, int(seed)))
-                tasks.append(Task(len(tasks), (method, start, budget, int(seed), opts,
-                                               progress and here)))
+                plan.append((method, start, budget, int(seed), opts, progress and here))
+    names = [_log_name(i, len(runs), *run) for i, run in enumerate(runs)]
+    if folder is not None:  # before anything is evaluated
+        open_runs(folder, resume, runs_manifest(
+            "compare", problem, methods=[_label(m) for m in methods], budget=int(budget),
+            restarts=int(restarts), seeds=[int(s) for s in seeds],
+            options=[options.get(m, options.get(_label(m), {})) for m in methods],
+            x0=starts[0].tolist(), runs=names))
+    tasks = [Task(i, (*args, None if folder is None else str(folder / names[i])))
+             for i, args in enumerate(plan)]
     results = {}
-    with progress_bar(len(tasks), progress=None if progress and not here else False,
-                      desc="compare", unit="run") as bar:
-        for i, res in map_tasks(problem, _local_run, tasks, backend=backend, n_jobs=n_jobs,
-                                scheduler=scheduler, recipe=recipe, retries=retries,
-                                where="compare", noun="run"):
-            results[i] = res
-            bar.update(1)
+    try:
+        with progress_bar(len(tasks), progress=None if progress and not here else False,
+                          desc="compare", unit="run") as bar:
+            for i, res in map_tasks(problem, _local_run, tasks, backend=backend, n_jobs=n_jobs,
+                                    scheduler=scheduler, recipe=recipe, retries=retries,
+                                    where="compare", noun="run"):
+                results[i] = res
+                bar.update(1)
+    except KeyboardInterrupt as err:
+        interrupted(err, "compare", folder)
+        raise
     if not here:  # the workers counted on their copies of the problem
-        problem.nfev += sum(r.nfev for r in results.values())
+        problem.nfev += sum(computed(r) for r in results.values())
     rows = [_row(*run, results[i]) for i, run in enumerate(runs)]
     histories = [_history(*run, results[i]) for i, run in enumerate(runs)]
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
