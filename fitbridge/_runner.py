@@ -11,13 +11,16 @@ stages: the best explored point).
 
 Resuming (``run_spec`` and ``explore_spec``, ``--resume`` on the command line): while a run
 works, ``<out>/logs/`` holds every evaluation as it finishes: ``exploration/`` the explored
-chunks (a :class:`~fitbridge.Cache` folder), ``optimize-<i>.jsonl`` each stage's
-:func:`~fitbridge.minimize` log, ``state.json`` the spec hash and whether the run finished.
-``resume=True`` after an interruption reads the explored chunks back and replays each stage's
-logged evaluations (``minimize(resume=...)``), computing only what is missing, so the results
-equal those of an uninterrupted run. Without it, a folder holding an interrupted run is an
-error (nothing computed is thrown away); a finished run's logs are replaced. The logs stay
-after the run (delete ``logs/`` to save space).
+chunks (a :class:`~fitbridge.Cache` folder), ``tuning-fic.npz``/``tuning-eib.npz`` the tuning
+so far (a :class:`~fitbridge.TuningResult` file, rewritten after every chunk),
+``optimize-<i>.jsonl`` each stage's :func:`~fitbridge.minimize` log, ``state.json`` the spec
+hash and whether the run finished. ``resume=True`` after an interruption reads the explored
+chunks back, continues the tuning from its checkpoints (a finished FIC or EIB is read back, an
+interrupted one continues after its last chunk) and replays each stage's logged evaluations
+(``minimize(resume=...)``), computing only what is missing, so the results equal those of an
+uninterrupted run. Without it, a folder holding an interrupted run is an error (nothing
+computed is thrown away); a finished run's logs are replaced. The logs stay after the run
+(delete ``logs/`` to save space).
 """
 
 from __future__ import annotations
@@ -191,9 +194,38 @@ def _stage(builder: Builder, i: int, values: dict, say, progress: bool, logs: Pa
     return _Point(label, after, sim_fc, assessment, row), history, res.manifest["problem_hash"]
 
 
-def _tune(builder: Builder, values: dict, say, progress: bool) -> tuple[_Point, pd.DataFrame]:
+_TUNING_CHUNK = 50  # iterations per compiled tuning call, and per checkpoint
+
+
+def _tuned(step: str, call, sim, args: tuple, total: int, say, progress: bool, logs: Path | None, **kw):
+    """``call`` (fic or eib) to ``total`` iterations, checkpointed after every chunk in
+    ``logs/tuning-<step>.npz``; with a checkpoint there (``--resume``: ``_open_logs`` removes the
+    logs otherwise) only the iterations it lacks are computed."""
+    from ._tuning import _read
+
+    path = None if logs is None else logs / f"tuning-{step}.npz"
+    kept = path is not None and path.is_file()
+    done = _read(f"--resume ({path})", path, arrays=False)[0]["iterations"] if kept else 0
+    if done > total:
+        fail("--resume", f"a {step} checkpoint of at most {total} iterations", f"{done} in {path}",
+             "delete it to recompute the tuning")
+    if done:
+        say(f"tuning {step}: {done} of {total} TRs read back from {path}")
+    out = call(sim, *args, iterations=total - done, progress=progress, chunk=_TUNING_CHUNK,
+               resume=path if kept else None, checkpoint=path, **kw)
+    if out.interrupted:  # Ctrl-C: stop the run (the checkpoint keeps the finished chunks)
+        err = KeyboardInterrupt()
+        if path is not None:
+            err.add_note(f"fitbridge: {out.iterations} of {total} TRs of {step} tuning are in {path}")
+        raise err
+    return out
+
+
+def _tune(builder: Builder, values: dict, say, progress: bool, logs: Path | None = None) -> tuple[_Point, pd.DataFrame]:
     """FIC (``tuning.fic``), then EIB with FIC alongside (``tuning.eib``), from ``values``; the
-    tuned ``J_i`` (and ``wLRE``/``wFFI``) replace the values the stages start from."""
+    tuned ``J_i`` (and ``wLRE``/``wFFI``) replace the values the stages start from. With
+    ``logs``, each is checkpointed there after every chunk (``tuning-fic.npz``,
+    ``tuning-eib.npz``) and continued from its checkpoint when one exists (``--resume``)."""
     from ._tuning import eib, fic
 
     t = builder.spec.tuning
@@ -203,16 +235,17 @@ def _tune(builder: Builder, values: dict, say, progress: bool) -> tuple[_Point, 
     if t.fic is not None:
         fic_kw = dict(form=t.fic.form, **({"target" if t.fic.form == "gating" else "rate": t.fic.target}
                                          if t.fic.target is not None else {}))
-        out = fic(builder.simulation(values), iterations=t.fic.iterations, eta=t.fic.eta, target_fc=builder.data.target,
-                  progress=progress, **fic_kw)
+        out = _tuned("fic", fic, builder.simulation(values), (), t.fic.iterations, say, progress, logs,
+                     eta=t.fic.eta, target_fc=builder.data.target, **fic_kw)
         values["J_i"] = out.model.J_i
         tables.append(out.history.assign(step="fic"))
         say(f"tuning fic: {out.iterations} TRs, <S_e> = {out.history['S_e'].iloc[-1]:.3f}, "
             f"J_i in [{np.min(out.model.J_i):.3g}, {np.max(out.model.J_i):.3g}]")
     if t.eib is not None:
         fic_kw = {("fic_target" if k == "target" else k): v for k, v in fic_kw.items()}
-        out = eib(builder.simulation(values), builder.data.target, iterations=t.eib.iterations, eta=t.eib.eta,
-                  warmup=t.eib.warmup, window=t.eib.window, fic_eta=t.eib.fic_eta, progress=progress, **fic_kw)
+        out = _tuned("eib", eib, builder.simulation(values), (builder.data.target,), t.eib.iterations, say,
+                     progress, logs, eta=t.eib.eta, warmup=t.eib.warmup, window=t.eib.window,
+                     fic_eta=t.eib.fic_eta, **fic_kw)
         values.update(J_i=out.model.J_i, wLRE=out.model.wLRE, wFFI=out.model.wFFI)
         history = out.history.assign(step="eib")
         if tables:
@@ -308,7 +341,8 @@ def run_spec(source, *, overrides: Mapping | None = None, quick: bool = False, o
         _save_exploration(folder, frame)
     previous = explored.values if explored is not None else values
     if spec.tuning.requested:
-        tuned, tables["tuning"] = _tune(builder, previous, say, progress)
+        tuned, tables["tuning"] = _tune(builder, previous, say, progress, logs)
+        folder.files.extend(f"logs/tuning-{step}.npz" for step in spec.tuning.requested)
         points.append(tuned)
         folder.table("tuning", tables["tuning"])
         folder.figure("tuning", plot_tuning, tables["tuning"])

@@ -23,13 +23,29 @@ alongside (``fic_eta``; 0 disables it).
 
 The results carry the tuned model, a ready :class:`~fitbridge.Simulation` using it, and the
 history (pandas) of mean ``S_e``, ``S_i``, ``J_i``, window FC r and RMSE per iteration.
+
+**Files.** :meth:`TuningResult.save` writes a result, the carried state included, to ONE
+``.npz`` file (arrays plus a JSON manifest stored as a string array, like a
+:class:`~fitbridge.Cache` entry), atomically (a temporary file beside it, fsynced, then
+``os.replace``); :meth:`TuningResult.load` reads it back with ``allow_pickle=False``, bitwise.
+``checkpoint=PATH`` saves the result so far after every finished chunk, and ``resume=PATH``
+continues from such a file exactly as from the in-memory result: a killed process loses at most
+the chunk it was computing. The file records the tuning settings and a fingerprint of the
+simulation and target FC; resuming with others is an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+import os
+import tempfile
+import time
 import warnings
+import zipfile
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -38,9 +54,11 @@ import numpy as np
 import pandas as pd
 
 from ._bold import HRF, GammaHRF
+from ._cache import digest, versions
 from ._errors import fail
+from ._files import atomic_write
 from ._integrate import Loop, run_blocks
-from ._models import WongWangEIB, WongWangExcInh
+from ._models import MODELS, WongWangEIB, WongWangExcInh
 from ._observe import corr, fc, upper
 from ._progress import progress_bar
 from ._simulate import Carry, Simulation
@@ -78,7 +96,17 @@ class TuningResult:
     bold : the last ``window`` BOLD frames ``(window, n)``, oldest first (zeros before they exist).
     iterations : iterations done (less than asked when interrupted).
     interrupted : the run was stopped by KeyboardInterrupt; everything up to the last
-        finished chunk is kept and ``resume=`` continues from it.
+        finished chunk is kept and ``resume=`` continues from it. In a checkpoint file: the
+        call had iterations left to do when the file was written.
+    state : host (NumPy) copy of the carried state (simulation carry, BOLD input history,
+        FC window, ``J_i``, ``wLRE``, ``wFFI``, iteration count): what ``resume=`` continues.
+    settings : the tuning settings (learning rates, targets, window, seed, ...); ``resume=``
+        requires equal ones.
+    source : fingerprints of the simulation the tuning started from and of the target FC;
+        ``resume=`` requires equal ones.
+
+    A result loaded with :meth:`load` without ``sim=`` has ``simulation=None`` (a file holds
+    no :class:`~fitbridge.Simulation`); everything else is as saved.
     """
 
     model: Any
@@ -92,6 +120,49 @@ class TuningResult:
     interrupted: bool
     state: Any = dataclasses.field(repr=False)  # host copy of the carried state, for resume=
     settings: dict = dataclasses.field(repr=False, default_factory=dict)
+    source: dict = dataclasses.field(repr=False, default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write this result to ``path`` (one ``.npz`` file, module docstring), atomically.
+
+        Every field but ``simulation`` is stored (the history columns, ``J_i``, ``S_e``, ``fc``,
+        ``bold``, the carried ``state``, the tuned model's parameters, the settings, the
+        fingerprints); :meth:`load` gives them back bitwise. The folder is created if missing;
+        no suffix is added. Returns the path.
+
+        Examples
+        --------
+        >>> import os, tempfile, numpy as np, fitbridge as fb
+        >>> W = np.ones((4, 4)) - np.eye(4)
+        >>> sim = fb.Simulation(fb.Network(fb.models.WongWangExcInh(G=0.5), W), dt=1.0,
+        ...                     bold=fb.bold.HRF(tr=720.0))
+        >>> out = fb.fic(sim, iterations=4, eta=1.0, progress=False)
+        >>> path = out.save(os.path.join(tempfile.mkdtemp(), "fic.npz"))
+        >>> back = fb.TuningResult.load(path, sim=sim)
+        >>> bool(np.array_equal(back.J_i, out.J_i)), back.iterations
+        (True, 4)
+
+        ``fb.fic(sim, iterations=2, eta=1.0, resume=path)`` would continue it.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            fail("TuningResult.save", "a file path (str or PathLike)", type(path).__name__,
+                 "pass e.g. 'fic.npz'")
+        return _write(self, Path(path).expanduser())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, sim: Simulation | None = None) -> TuningResult:
+        """Read a result written by :meth:`save` or by ``checkpoint=`` (never unpickles).
+
+        Parameters
+        ----------
+        path : the ``.npz`` file.
+        sim : optional: the simulation the tuning started from (the ``sim`` passed to
+            :func:`fic`/:func:`eib`). With it the result's ``simulation`` is rebuilt (the tuned
+            model on its network), after checking it is the simulation of the file; without it,
+            ``simulation`` is None. Resuming does not need it (``resume=`` takes the file or the
+            loaded result together with the call's ``sim``).
+        """
+        return _load("TuningResult.load", path, sim)
 
     def __repr__(self) -> str:
         kind = "EIB" if self.settings.get("eib") else "FIC"
@@ -116,6 +187,9 @@ class TuningResult:
         from ._params import Free
 
         sim = self.simulation
+        if sim is None:
+            fail("TuningResult.problem", "a result with its simulation", "a result loaded without sim=",
+                 "load it with TuningResult.load(path, sim=<the simulation the tuning started from>)")
         if duration is not None or transient is not None:
             sim = sim.replace(duration=sim.duration if duration is None else duration,
                               transient=sim.transient if transient is None else transient)
@@ -158,6 +232,168 @@ def _number(where, value, lo, hi=math.inf, integer=False, fix=""):
         kind = "an integer" if integer else "a number"
         fail(where, f"{kind} in [{lo}, {hi}]", repr(value), fix or f"pass a value between {lo} and {hi}")
     return int(value) if integer else float(value)
+
+
+# ------------------------------------------------------------------------------ files
+_FORMAT, _VERSION, _META = "fitbridge.tuning", 1, "__meta__"
+_WHAT = "a tuning file written by TuningResult.save or checkpoint="
+
+
+def _eib_sim(sim: Simulation) -> Simulation:
+    """``sim`` with a :class:`WongWangEIB` model (an Exc-Inh model: ``wLRE = 1``, ``wFFI = lamda``)."""
+    model = sim.network.model
+    if isinstance(model, WongWangEIB):
+        return sim
+    fields = {k: getattr(model, k) for k in model.field_names}
+    model = WongWangEIB(**fields, wLRE=1.0, wFFI=fields["lamda"]).replace(lamda=0.0)
+    return sim.replace(network=sim.network.replace(model=model))
+
+
+def _fingerprint(sim: Simulation) -> str:
+    """SHA-256 of what determines the tuning besides its settings: model, connectome, delays,
+    integration, noise and BOLD (not ``duration``, which tuning does not use)."""
+    net, model = sim.network, sim.network.model
+
+    def value(v):
+        a = np.asarray(v, np.float64)
+        return a.item() if a.ndim == 0 else digest(a)
+
+    blob = {"model": type(model).__name__, "params": {k: value(getattr(model, k)) for k in model.field_names},
+            "weights": digest(np.asarray(net.weights, np.float64)),
+            "lengths": None if net.lengths is None else digest(np.asarray(net.lengths, np.float64)),
+            "speed": net.speed, "dt": sim.dt, "transient": sim.transient, "method": sim.method,
+            "sigma": None if sim.noise is None else value(sim.noise.sigma), "bold": repr(sim.bold),
+            "delay_mode": sim.delay_mode, "min_speed": sim.min_speed,
+            "initial_state": None if sim.initial_state is None else value(sim.initial_state)}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _pack(result: TuningResult) -> tuple[dict, dict]:
+    """``(meta, arrays)`` of a result: every field but the simulation."""
+    arrays = {"J_i": result.J_i, "S_e": result.S_e, "fc": result.fc, "bold": result.bold}
+    history = result.history
+    arrays.update({f"history/{c}": history[c].to_numpy() for c in history.columns})
+    state = result.state
+    arrays.update({f"state/carry/{k}": v for k, v in state.carry._asdict().items()})
+    arrays.update({f"state/{k}": v for k, v in state._asdict().items() if k != "carry"})
+    kinds = {}
+    for k in result.model.field_names:
+        v = getattr(result.model, k)
+        kinds[k] = "float" if isinstance(v, float) else "int" if isinstance(v, int) else "array"
+        arrays[f"model/{k}"] = v
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    meta = {"format": _FORMAT, "version": _VERSION, "iterations": int(result.iterations),
+            "interrupted": bool(result.interrupted), "settings": result.settings, "source": result.source,
+            "history": [str(c) for c in history.columns],
+            "model": {"class": type(result.model).__name__, "fields": kinds},
+            "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return meta, arrays
+
+
+def _write(result: TuningResult, path: Path) -> Path:
+    meta, arrays = _pack(result)
+    text = np.asarray(json.dumps(meta, allow_nan=False))
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays, **{_META: text})
+
+    return atomic_write(path, write)
+
+
+def _read(where: str, path, arrays: bool = True, fix: str = "pass the file of checkpoint= or of TuningResult.save"
+          ) -> tuple[dict, dict]:
+    """``(meta, arrays)`` of a tuning file (only the meta with ``arrays=False``); a clear
+    ConfigError for anything else."""
+    if not isinstance(path, (str, os.PathLike)):
+        fail(where, f"a TuningResult or the path of {_WHAT}", type(path).__name__,
+             "pass the interrupted call's result or its checkpoint file")
+    path = Path(path).expanduser()
+    if not path.is_file():
+        fail(where, f"a TuningResult or the path of {_WHAT}", f"{str(path)!r} (no such file)",
+             "check the path (the file of checkpoint=, or of TuningResult.save)")
+    meta, out = None, {}
+    try:
+        if zipfile.is_zipfile(path):
+            with np.load(path, allow_pickle=False) as npz:
+                if _META in npz.files:
+                    meta = json.loads(str(npz[_META]))
+                if arrays and isinstance(meta, dict) and meta.get("format") == _FORMAT:
+                    out = {k: npz[k] for k in npz.files if k != _META}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        fail(where, _WHAT, f"{path} ({type(err).__name__}: {err})", fix)
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        fail(where, _WHAT, f"{path}, which is not one", fix)
+    if meta.get("version") != _VERSION:
+        fail(where, f"{_WHAT} (format version {_VERSION})", f"version {meta.get('version')!r} in {path}",
+             "read it with the fitbridge version that wrote it")
+    return meta, out
+
+
+def _load(where: str, path, sim: Simulation | None = None) -> TuningResult:
+    meta, a = _read(where, path)
+    try:
+        carry = Carry(**{k: a[f"state/carry/{k}"] for k in Carry._fields})
+        state = _State(carry=carry, **{k: a[f"state/{k}"] for k in _State._fields if k != "carry"})
+        history = pd.DataFrame({c: a[f"history/{c}"] for c in meta["history"]}) if meta["history"] else pd.DataFrame()
+        kinds = meta["model"]["fields"]
+        fields = {k: float(a[f"model/{k}"]) if kind == "float" else int(a[f"model/{k}"]) if kind == "int"
+                  else a[f"model/{k}"] for k, kind in kinds.items()}
+        settings, source = dict(meta["settings"]), dict(meta["source"])
+        arrays = {k: a[k] for k in ("J_i", "S_e", "fc", "bold")}
+        name, iterations, interrupted = meta["model"]["class"], int(meta["iterations"]), bool(meta["interrupted"])
+    except (KeyError, TypeError, ValueError) as err:
+        fail(where, f"a complete {_WHAT[2:]}", f"{path} (missing or bad {err})",
+             "the file is damaged; resume from another checkpoint or start over")
+    if sim is not None:
+        _check_sim(f"{where}.sim", sim)
+        sim = _eib_sim(sim) if settings.get("eib") else sim
+        if _fingerprint(sim) != source.get("simulation"):
+            fail(f"{where}.sim", "the simulation the tuning in the file started from",
+                 "another simulation (its model parameters, connectome, integration, noise or BOLD differ)",
+                 "pass the sim given to fic/eib, or load without sim=")
+        model = sim.network.model.replace(**fields)
+        sim = sim.replace(network=sim.network.replace(model=model))
+    else:
+        cls = {c.__name__: c for c in MODELS.values()}.get(name)
+        if cls is None:
+            fail(f"{where}.sim", f"the simulation the tuning started from, to rebuild its {name} model",
+                 "none", "pass sim=<the simulation given to fic/eib>")
+        model = cls(**fields)
+    return TuningResult(model=model, simulation=sim, history=history, **arrays, iterations=iterations,
+                        interrupted=interrupted, state=state, settings=settings, source=source)
+
+
+def _check_checkpoint(where: str, checkpoint, resume) -> Path | None:
+    """The checkpoint path, checked before anything is computed: a file in an existing,
+    writable folder, not holding anything ``resume=`` does not continue."""
+    if checkpoint is None:
+        return None
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        fail(f"{where}.checkpoint", "a file path (str or PathLike) or None", type(checkpoint).__name__,
+             "pass e.g. checkpoint='fic.npz'")
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        fail(f"{where}.checkpoint", "a file path", f"{path} (a folder)", f"pass e.g. checkpoint='{path / 'tuning.npz'}'")
+    folder = path.parent
+    if not folder.is_dir():
+        fail(f"{where}.checkpoint", "a file in an existing folder", f"{path} (no folder {folder})",
+             "create the folder first, or choose another path")
+    try:  # what atomic_write will do: a temporary file beside it
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        fail(f"{where}.checkpoint", "a file in a folder you can write to", f"{path} ({err.strerror or err})",
+             "choose another folder")
+    if path.exists():
+        meta, _ = _read(f"{where}.checkpoint", path, arrays=False,  # never overwrite anything else
+                        fix="choose another path: checkpoints would overwrite this file")
+        if resume is None:
+            fail(f"{where}.checkpoint", "a path without an earlier tuning (or resume= from it)",
+                 f"{path}, holding {meta['iterations']} iterations of tuning",
+                 f"pass resume={str(path)!r} to continue them, or delete the file to start over")
+    return path
 
 
 class _Tuner:
@@ -267,9 +503,10 @@ class _Tuner:
 
 
 def _tune(where, sim, target_fc, *, iterations, eib, fic_eta, fic_target, form, rate, eta, warmup, window,
-          seed, chunk, progress, resume):
+          seed, chunk, progress, resume, checkpoint):
     _check_sim(where, sim)
-    iterations = _number(f"{where}.iterations", iterations, 1, integer=True, fix="pass e.g. iterations=500")
+    iterations = _number(f"{where}.iterations", iterations, 0 if resume is not None else 1, integer=True,
+                         fix="pass e.g. iterations=500")
     chunk = _number(f"{where}.chunk", chunk, 1, integer=True, fix="pass e.g. chunk=50")
     window = _number(f"{where}.window", window, 3, integer=True, fix="use e.g. window=150 frames")
     fic_eta = _number(f"{where}.fic_eta", fic_eta, 0.0, fix="use e.g. 0.1, or 0 to switch FIC off")
@@ -286,63 +523,81 @@ def _tune(where, sim, target_fc, *, iterations, eib, fic_eta, fic_target, form, 
     if eib:
         eta = _number(f"{where}.eta", eta, 0.0, fix="use e.g. eta=0.005")
         warmup = _number(f"{where}.warmup", warmup, 0, integer=True, fix="use e.g. warmup=100")
-        model = sim.network.model
-        if not isinstance(model, WongWangEIB):  # the Exc-Inh model with wLRE = 1, wFFI = lamda
-            fields = {k: getattr(model, k) for k in model.field_names}
-            model = WongWangEIB(**fields, wLRE=1.0, wFFI=fields["lamda"]).replace(lamda=0.0)
-            sim = sim.replace(network=sim.network.replace(model=model))
+        sim = _eib_sim(sim)
     settings = dict(eib=eib, fic_eta=fic_eta, fic_target=fic_target, form=form, rate=rate, eta=eta,
                     warmup=warmup, window=window, seed=seed)
+    source = {"simulation": _fingerprint(sim), "target": None if target_fc is None else digest(target_fc)}
+    if isinstance(resume, (str, os.PathLike)):
+        resume = _load(f"{where}.resume", resume)
     if resume is not None:
-        if not isinstance(resume, TuningResult) or resume.settings != settings:
-            fail(f"{where}.resume", "a TuningResult of the same tuning settings",
-                 type(resume).__name__ if not isinstance(resume, TuningResult) else f"settings {resume.settings}",
+        if not isinstance(resume, TuningResult):
+            fail(f"{where}.resume", f"a TuningResult or the path of {_WHAT}", type(resume).__name__,
+                 "resume with the result of the interrupted call, or its checkpoint file")
+        if resume.settings != settings:
+            fail(f"{where}.resume", "a TuningResult of the same tuning settings", f"settings {resume.settings}",
                  "resume with the result of the interrupted call and the same arguments")
+        for key, what in (("simulation", "simulation (model parameters, connectome, integration, noise, BOLD)"),
+                          ("target", "target FC")):
+            if resume.source and resume.source.get(key) != source[key]:
+                fail(f"{where}.resume", f"a tuning of the same {what}", f"a tuning of another {what.split(' (')[0]}",
+                     "resume with the sim and target_fc of the interrupted call")
+    checkpoint = _check_checkpoint(where, checkpoint, resume)
     tuner = _Tuner(sim, target_fc, **settings)
-    rows, J_hist, S_hist = [], [], []
-    interrupted = False
+    interrupted, saved = False, None
     with jax.enable_x64(True):
         dtype = jnp.float64
         state = tuner.initial(dtype) if resume is None else jax.tree_util.tree_map(jnp.asarray, resume.state)
         done0 = int(state.it)
-        if resume is not None:
-            rows.append(resume.history)
-            J_hist.append(resume.J_i)
-            S_hist.append(resume.S_e)
+        # everything done so far, as ONE reference: (state, history frames, J_i, S_e). A chunk is
+        # committed by one assignment, so a Ctrl-C between two statements never splits it.
+        done = (state, (), (), ()) if resume is None else (state, (resume.history,), (resume.J_i,), (resume.S_e,))
+
+        def result(done, interrupted: bool) -> TuningResult:
+            state, rows, J_hist, S_hist = done
+            host = jax.tree_util.tree_map(np.asarray, state)
+            model = tuner._model(state)
+            model = model.replace(**{k: np.asarray(getattr(model, k))
+                                     for k in ("J_i",) + (("wLRE", "wFFI") if eib else ())})
+            window_fc = np.asarray(fc(state.frames)) if int(host.it) >= window else np.full((n, n), np.nan)
+            return TuningResult(model=model, simulation=sim.replace(network=sim.network.replace(model=model)),
+                                history=pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
+                                J_i=np.concatenate(J_hist) if J_hist else np.zeros((0, n)),
+                                S_e=np.concatenate(S_hist) if S_hist else np.zeros((0, n)), fc=window_fc,
+                                bold=np.roll(host.frames, -(int(host.it) % window), axis=0),
+                                iterations=int(host.it), interrupted=interrupted, state=host, settings=settings,
+                                source=source)
+
         run = jax.jit(tuner.run, static_argnums=1)
-        left = iterations
         with progress_bar(iterations, progress=progress, desc=where, unit="TR") as bar:
             try:
-                while left > 0:
+                while (left := iterations - (int(done[0].it) - done0)) > 0:
                     size = min(chunk, left)
-                    new, (row, J_i, S_e) = run(state, size)
+                    new, (row, J_i, S_e) = run(done[0], size)
                     jax.block_until_ready(new)
-                    state, left = new, left - size
                     frame = pd.DataFrame({k: np.asarray(v) for k, v in zip(_COLUMNS, row)})
-                    frame.insert(0, "iteration", np.arange(int(state.it) - size, int(state.it)) + 1)
-                    rows.append(frame)
-                    J_hist.append(np.asarray(J_i))
-                    S_hist.append(np.asarray(S_e))
+                    frame.insert(0, "iteration", np.arange(int(new.it) - size, int(new.it)) + 1)
+                    done = (new, done[1] + (frame,), done[2] + (np.asarray(J_i),), done[3] + (np.asarray(S_e),))
+                    if checkpoint is not None:  # "interrupted" until the call's last chunk
+                        snap = result(done, left > size)
+                        _write(snap, checkpoint)
+                        saved = (snap.iterations, snap.interrupted)
+                        done = (new, (snap.history,), (snap.J_i,), (snap.S_e,))  # the same, concatenated
                     bar.update(size)
             except KeyboardInterrupt:
                 interrupted = True
-                warnings.warn(f"{where} interrupted after {int(state.it) - done0} of {iterations} iterations; "
-                              "the result keeps them (pass it as resume= to continue)", stacklevel=3)
-        host = jax.tree_util.tree_map(np.asarray, state)
-        model = tuner._model(state)
-        model = model.replace(**{k: np.asarray(getattr(model, k)) for k in ("J_i",) + (("wLRE", "wFFI") if eib else ())})
-        window_fc = np.asarray(fc(state.frames)) if int(state.it) >= window else np.full((n, n), np.nan)
-    tuned = sim.replace(network=sim.network.replace(model=model))
-    history = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-    return TuningResult(model=model, simulation=tuned, history=history,
-                        J_i=np.concatenate(J_hist) if J_hist else np.zeros((0, n)),
-                        S_e=np.concatenate(S_hist) if S_hist else np.zeros((0, n)),
-                        fc=window_fc, bold=np.roll(host.frames, -(int(host.it) % window), axis=0), iterations=int(host.it), interrupted=interrupted, state=host, settings=settings)
+                kept = "" if checkpoint is None else f" and so does {checkpoint}"
+                warnings.warn(f"{where} interrupted after {int(done[0].it) - done0} of {iterations} iterations; "
+                              f"the result keeps them{kept} (pass it as resume= to continue)", stacklevel=3)
+        out = result(done, interrupted)
+    if checkpoint is not None and out.iterations and saved != (out.iterations, interrupted):
+        _write(out, checkpoint)  # not written yet: e.g. a Ctrl-C during the last write, or iterations=0
+    return out
 
 
 def fic(sim: Simulation, *, iterations: int = 500, eta: float = 0.1, target: float = 0.25, form: str = "gating",
         rate: float = 3.0, target_fc=None, window: int = 150, seed: int | None = None, chunk: int = 50,
-        progress: bool | None = None, resume: TuningResult | None = None) -> TuningResult:
+        progress: bool | None = None, resume: TuningResult | str | os.PathLike | None = None,
+        checkpoint: str | os.PathLike | None = None) -> TuningResult:
     """Feedback inhibition control: tune ``J_i`` per region so each region's excitatory
     activity reaches ``target`` (module docstring for the rule).
 
@@ -351,15 +606,25 @@ def fic(sim: Simulation, *, iterations: int = 500, eta: float = 0.1, target: flo
     sim : a :class:`~fitbridge.Simulation` of a Wong-Wang Exc-Inh network with HRF BOLD. Its
         ``dt``, noise, delays and ``transient`` (simulated once, before the first update) are
         used; its ``duration`` is not (``iterations`` TRs are simulated).
-    iterations : number of TRs simulated, one update after each.
+    iterations : number of TRs simulated, one update after each (with ``resume=``: more
+        iterations; 0 just reads the result back).
     eta : learning rate of ``J_i``.
     target, form, rate : the gating target ``<S_e>`` (``form="gating"``) or the excitatory
         rate in Hz (``form="rate"``).
     target_fc : optional empirical FC: the history then reports the FC r and RMSE of the last
         ``window`` BOLD frames (nothing is tuned against it).
     seed : noise seed (default ``sim.seed``).
-    chunk : iterations per compiled call (progress and interruption granularity).
-    resume : a previous (e.g. interrupted) result of the same call: continue from its state.
+    chunk : iterations per compiled call (progress, interruption and checkpoint granularity).
+    resume : a previous (e.g. interrupted) result of the same call, or the path of its file
+        (``checkpoint=``, :meth:`TuningResult.save`): continue from its state, bit-identically
+        to one uninterrupted call. The settings, ``sim`` and ``target_fc`` must be those of the
+        call that made it.
+    checkpoint : path of a file the result so far is written to after every chunk (atomically,
+        one ``.npz``; :meth:`TuningResult.load` reads it): a killed process loses at most the
+        chunk it was computing, and ``resume=checkpoint`` continues it. Its folder must exist;
+        a file already there must be a tuning file, and only ``resume=`` may continue it (it
+        is never overwritten otherwise). Costs one file write per chunk (the state, the
+        history and the per-iteration ``J_i``/``S_e``).
 
     Examples
     --------
@@ -370,17 +635,23 @@ def fic(sim: Simulation, *, iterations: int = 500, eta: float = 0.1, target: flo
     >>> out = fb.fic(sim, iterations=100, eta=1.0, progress=False)
     >>> bool(abs(out.history["S_e"].iloc[-1] - 0.25) < abs(out.history["S_e"].iloc[0] - 0.25))
     True
+
+    A job that may be killed keeps its tuning in a file and, started again, continues it::
+
+        done = fb.TuningResult.load(path).iterations if os.path.exists(path) else 0
+        out = fb.fic(sim, iterations=500 - done, checkpoint=path, resume=path if done else None)
     """
     return _tune("fic", sim, target_fc, iterations=iterations, eib=False, fic_eta=eta, fic_target=target,
                  form=form, rate=rate, eta=0.0, warmup=0, window=window,
                  seed=sim.seed if seed is None and isinstance(sim, Simulation) else (seed or 0),
-                 chunk=chunk, progress=progress, resume=resume)
+                 chunk=chunk, progress=progress, resume=resume, checkpoint=checkpoint)
 
 
 def eib(sim: Simulation, target_fc, *, iterations: int = 2000, eta: float = 0.005, warmup: int = 100,
         window: int = 150, fic_eta: float = 0.1, fic_target: float = 0.25, form: str = "gating",
         rate: float = 3.0, seed: int | None = None, chunk: int = 50, progress: bool | None = None,
-        resume: TuningResult | None = None) -> TuningResult:
+        resume: TuningResult | str | os.PathLike | None = None,
+        checkpoint: str | os.PathLike | None = None) -> TuningResult:
     """Excitation-inhibition balance: tune per-edge ``wLRE``/``wFFI`` towards ``target_fc``,
     together with FIC (module docstring for the rules).
 
@@ -393,7 +664,7 @@ def eib(sim: Simulation, target_fc, *, iterations: int = 2000, eta: float = 0.00
     eta, warmup : EIB learning rate and the number of iterations over which it ramps up.
     window : BOLD frames in the sliding-window FC.
     fic_eta, fic_target, form, rate : the FIC rule run alongside (``fic_eta=0``: off).
-    seed, chunk, progress, resume : as in :func:`fic`.
+    seed, chunk, progress, resume, checkpoint : as in :func:`fic`.
 
     The tuned ``result.simulation`` can be fitted further with :class:`~fitbridge.FCProblem`
     (free ``J_i`` regional, ``wLRE``/``wFFI`` with ``Free(..., edges=True)``) and
@@ -402,4 +673,4 @@ def eib(sim: Simulation, target_fc, *, iterations: int = 2000, eta: float = 0.00
     return _tune("eib", sim, target_fc, iterations=iterations, eib=True, fic_eta=fic_eta, fic_target=fic_target,
                  form=form, rate=rate, eta=eta, warmup=warmup, window=window,
                  seed=sim.seed if seed is None and isinstance(sim, Simulation) else (seed or 0),
-                 chunk=chunk, progress=progress, resume=resume)
+                 chunk=chunk, progress=progress, resume=resume, checkpoint=checkpoint)
