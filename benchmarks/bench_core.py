@@ -32,33 +32,23 @@ is the same.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run_peer  # noqa: E402  (standard library only)
+from _common import (  # noqa: E402  (standard library only)
+    DT, G0, I_O, N_NODES, S0, SEED, SIGMA, SKIP, T1_FULL, T1_QUICK, TR, W0, add_worker_args, emit,
+    failure, find_peer, loadavg, machine_line, make_log, make_workdir, report_header, rule,
+    run_child, run_json, target_lines, timed, timed_call, worker_cmd, workload_data,
+    write_worker_json,
+)
 
-# the reference workload (tvboptim's RWW tutorial)
-N_NODES = 84
-DT = 4.0  # ms
-T1_FULL = 90_000.0  # ms simulated
-T1_QUICK = 30_000.0  # smoke runs only: 30 frames, 10 after the skip
-TR = 1000.0  # ms
-SKIP = 20  # BOLD frames dropped before FC
-SIGMA = 0.00283
-G0, W0, I_O, S0 = 0.5, 0.5, 0.32, 0.3
-SEED = 42
+# the reference workload (tvboptim's RWW tutorial): N_NODES, DT, T1_FULL, ... in _common.py
 ROOFLINE_N = 2_000_000
 
 # targets of issue 2, item 8
@@ -111,40 +101,6 @@ def fitbridge_functions(weights, target_fc, t1=T1_FULL, dt=DT):
 
 
 # ============================================================================ worker process
-def _peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _cpu_s():
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _call(fn, args):
-    """One blocking call: ``(output, wall seconds, process CPU seconds)``.
-
-    CPU time (all threads of the process) is far less sensitive than wall time to other
-    processes competing for the cores of a shared machine."""
-    import jax
-
-    c, t = _cpu_s(), time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    return out, time.perf_counter() - t, _cpu_s() - c
-
-
-def _timed(fn, *args, reps):
-    out, first, _ = _call(fn, args)
-    times, cpus = [], []
-    for _ in range(reps):
-        out, wall, cpu = _call(fn, args)
-        times.append(wall)
-        cpus.append(cpu)
-    med = statistics.median(times)
-    return out, {"first_call_s": first, "steady_s": med, "steady_min_s": min(times),
-                 "steady_all_s": times, "compile_s": first - med,
-                 "steady_cpu_s": statistics.median(cpus), "steady_cpu_all_s": cpus}
-
-
 def _round_robin(cases, reps):
     """Time ``{name: (fn, args)}`` alternately, ``reps`` rounds after one first call each.
 
@@ -152,10 +108,10 @@ def _round_robin(cases, reps):
     name_cpu_s (median)}``."""
     res, times, cpus = {}, {k: [] for k in cases}, {k: [] for k in cases}
     for name, (fn, args) in cases.items():
-        res[f"{name}_first_call_s"] = _call(fn, args)[1]
+        res[f"{name}_first_call_s"] = timed_call(fn, args)[1]
     for _ in range(reps):
         for name, (fn, args) in cases.items():
-            _, wall, cpu = _call(fn, args)
+            _, wall, cpu = timed_call(fn, args)
             times[name].append(wall)
             cpus[name].append(cpu)
     for name in cases:
@@ -172,7 +128,7 @@ def _worker_measure(which, data, t1, reps):
     import numpy as np
 
     x0, fns = fitbridge_functions(data["weights"], data["fc"], t1=t1)
-    out, timing = _timed(fns[which], x0, reps=reps)
+    out, timing = timed(fns[which], x0, reps=reps)
     res = dict(timing)
     if which == "forward":
         res["loss"] = float(out)
@@ -353,91 +309,26 @@ def worker_main(a):
         res = _worker_roofline(dict(np.load(a.data)), a.t1, a.reps)
     else:
         res = _worker_measure(a.worker, dict(np.load(a.data)), a.t1, a.reps)
-    res["peak_rss_mb_inside"] = _peak_rss_mb()
-    Path(a.json).write_text(json.dumps(res, indent=1))
+    write_worker_json(a.json, res)
 
 
 # ============================================================================ driver
-def log(*a):
-    print("[bench]", *a, file=sys.stderr, flush=True)
-
-
-def machine_info():
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        mem_gib = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib,
-            "platform": platform.platform(), "python": platform.python_version()}
-
-
-def loadavg():
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def fitbridge_versions():
-    code = ("import json, jax, jaxlib, numpy, fitbridge; print(json.dumps({'fitbridge': "
-            "fitbridge.__version__, 'jax': jax.__version__, 'jaxlib': jaxlib.__version__, "
-            "'numpy': numpy.__version__}))")
-    cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    return json.loads(cp.stdout.strip().splitlines()[-1]) if cp.returncode == 0 else {}
-
-
-def random_workload(path):
-    """Seeded random 84-node connectome and target FC (used only without the peer)."""
-    import numpy as np
-
-    rng = np.random.default_rng(SEED)
-    w = rng.lognormal(0.0, 1.5, (N_NODES, N_NODES)) * (rng.random((N_NODES, N_NODES)) < 0.4)
-    w = np.triu(w, 1)
-    w = w + w.T
-    ts = rng.standard_normal((200, N_NODES)) + rng.standard_normal((200, 1))
-    np.savez(path, weights=w / w.max(), fc=np.corrcoef(ts, rowvar=False),
-             source=np.asarray("seeded random (numpy default_rng(42)), NOT dk_average"))
-    return Path(path)
+log = make_log("[bench]")
 
 
 def run_worker(which, data, t1, reps, workdir, timeout):
     out = Path(workdir) / f"fb_{which}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--data", str(data),
-           "--t1", str(t1), "--reps", str(reps), "--json", str(out)]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     log(f"fitbridge {which} ...")
-    rc, wall, maxrss, tail = run_peer._run_child(cmd, env, workdir, timeout)
-    if rc != 0 or not out.exists():
-        log(f"fitbridge {which} failed (rc={rc}):\n{tail}")
-        return {"error": f"rc={rc}", "output_tail": tail}
-    res = json.loads(out.read_text())
-    res["peak_rss_mb"] = maxrss if maxrss is not None else res["peak_rss_mb_inside"]
-    res["process_wall_s"] = wall
-    return res
+    return run_json(worker_cmd(__file__, which, out, t1, reps, data=data), out, workdir, timeout,
+                    failure(log, f"fitbridge {which}"))
 
 
 def run_ab(peer_python, t1, reps, workdir, timeout):
     """The same-process A/B worker, in the peer interpreter (see ``_worker_ab``)."""
     out = Path(workdir) / "ab.json"
-    cmd = [str(peer_python), str(Path(__file__).resolve()), "--worker", "ab", "--t1", str(t1),
-           "--reps", str(reps), "--json", str(out)]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     log("same-process A/B in the peer interpreter ...")
-    rc, wall, maxrss, tail = run_peer._run_child(cmd, env, workdir, timeout)
-    if rc != 0 or not out.exists():
-        log(f"A/B failed (rc={rc}):\n{tail}")
-        return {"error": f"rc={rc}", "output_tail": tail}
-    res = json.loads(out.read_text())
-    res["process_wall_s"] = wall
-    return res
+    return run_json(worker_cmd(__file__, "ab", out, t1, reps, python=peer_python), out, workdir,
+                    timeout, failure(log, "A/B"), rss=None)
 
 
 def peer_baseline_rss(peer_python, workdir, timeout):
@@ -449,8 +340,7 @@ def peer_baseline_rss(peer_python, workdir, timeout):
             "from tvboptim.observations.tvb_monitors.bold import HRFBold\n"
             "from tvboptim.optim.optax import OptaxOptimizer\n"
             "jax.block_until_ready(jax.jit(lambda v: 2.0 * v)(jnp.ones(84)))\n")
-    rc, _, maxrss, _ = run_peer._run_child([str(peer_python), "-c", code], dict(os.environ),
-                                           workdir, timeout)
+    rc, _, maxrss, _ = run_child([str(peer_python), "-c", code], dict(os.environ), workdir, timeout)
     return maxrss if rc == 0 else None
 
 
@@ -637,10 +527,8 @@ def render(report):
     lines.append(f"workload: {cfg['n_nodes']} nodes ({report['data_source']}), RWW, no delays, Heun "
                  f"dt={cfg['dt_ms']:g} ms, {cfg['t1_ms'] / 1000:g} s, HRF BOLD TR {TR / 1000:g} s, "
                  f"skip {SKIP}, FC, RMSE, float64, sigma {SIGMA}; reps={cfg['reps']}, rounds={cfg['rounds']}")
+    lines.append(machine_line(report))
     m = report["machine"]
-    mem = f"{m['memory_gib']:.0f} GiB" if m.get("memory_gib") else "? GiB"
-    lines.append(f"machine: {m['cpu']}, {m['cores']} cores, {mem}; load average before "
-                 f"{report['load_before']}, after {report['load_after']}; {report['date']}")
     v = report["versions"]
     pv = _get(peer, "versions") or {}
     lines.append(f"versions: fitbridge {v.get('fitbridge')}, jax {v.get('jax')}, numpy {v.get('numpy')}, "
@@ -650,8 +538,8 @@ def render(report):
         lines.append("tvboptim column skipped: " + report.get("peer_skipped", "peer not installed"))
     lines.append("")
     w = 38
-    lines.append(f"| {'measure':{w}s} | {'fitbridge':>10s} | {'tvboptim':>10s} | {'ratio':>14s} |")
-    lines.append(f"|{'-' * (w + 2)}|{'-' * 12}|{'-' * 12}|{'-' * 16}|")
+    head = f"| {'measure':{w}s} | {'fitbridge':>10s} | {'tvboptim':>10s} | {'ratio':>14s} |"
+    lines += [head, rule(head)]
     for label, fbv, pv_, ratio, kind, unit in build_rows(fb, peer):
         lab = f"{label} ({unit})" if unit else label
         r = f"{ratio:.2f} {kind}" if ratio is not None else ""
@@ -662,9 +550,9 @@ def render(report):
         lines.append("same-process A/B: both packages in the peer interpreter (jax "
                      f"{_get(ab, 'versions', 'jax')}), calls alternated round-robin; wall medians and "
                      "process CPU-time medians (CPU time is robust to other processes on the machine):")
-        lines.append(f"| {'measure (s)':{w}s} | {'fb wall':>8s} | {'peer wall':>9s} | {'ratio':>5s} "
-                     f"| {'fb CPU':>8s} | {'peer CPU':>8s} | {'ratio':>5s} |")
-        lines.append(f"|{'-' * (w + 2)}|{'-' * 10}|{'-' * 11}|{'-' * 7}|{'-' * 10}|{'-' * 10}|{'-' * 7}|")
+        head = (f"| {'measure (s)':{w}s} | {'fb wall':>8s} | {'peer wall':>9s} | {'ratio':>5s} "
+                f"| {'fb CPU':>8s} | {'peer CPU':>8s} | {'ratio':>5s} |")
+        lines += [head, rule(head)]
         for label, fbk, pk in (("forward loss", "fb_forward", "peer_forward"),
                                ("reverse vs peer jit(value_and_grad)", "fb_reverse", "peer_reverse"),
                                ("reverse vs peer vg(jit(loss))", "fb_reverse", "peer_reverse_vg_of_jit"),
@@ -697,9 +585,7 @@ def render(report):
         lines.append(f"  (forward loss in its own process, table above: {_fmt(fwd_ns, '')} ns/node-step)")
         lines.append("")
     lines.append("targets (issue 2, item 8):")
-    for label, _, ok, shown in report["targets"]:
-        status = "n/a " if shown == "-" else ("PASS" if ok else "MISS")
-        lines.append(f"  {status}  {label}: {shown}")
+    lines += target_lines(report["targets"])
     lines.append("")
     lines.append("notes: time ratio = tvboptim / fitbridge (> 1: fitbridge faster); memory ratio = "
                  "fitbridge / tvboptim (< 1: fitbridge smaller). Compile = first call - steady median; each "
@@ -730,9 +616,7 @@ def main(argv=None):
     # worker mode (internal)
     ap.add_argument("--worker", choices=["baseline", "forward", "reverse", "fwdmode", "roofline", "ab"],
                     help=argparse.SUPPRESS)
-    ap.add_argument("--data", help=argparse.SUPPRESS)
-    ap.add_argument("--t1", type=float, default=T1_FULL, help=argparse.SUPPRESS)
-    ap.add_argument("--json", help=argparse.SUPPRESS)
+    add_worker_args(ap, T1_FULL)
     a = ap.parse_args(argv)
     if a.worker:
         return worker_main(a)
@@ -740,14 +624,9 @@ def main(argv=None):
     t1 = T1_QUICK if a.quick else T1_FULL
     reps = a.reps if a.reps is not None else (2 if a.quick else 5)
     rounds = max(1, a.rounds)
-    workdir = Path(a.keep_dir or tempfile.mkdtemp(prefix="fitbridge_bench_"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = make_workdir(a.keep_dir, "fitbridge_bench_")
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "load_before": loadavg(),
-        "versions": fitbridge_versions(),
+        **report_header(),
         "config": {"n_nodes": N_NODES, "dt_ms": DT, "t1_ms": t1, "tr_ms": TR, "skip": SKIP,
                    "sigma": SIGMA, "G": G0, "w": W0, "I_o": I_O, "S0": S0, "reps": reps,
                    "rounds": rounds, "quick": a.quick, "dtype": "float64"},
@@ -756,21 +635,13 @@ def main(argv=None):
     }
     log(f"machine {report['machine']['cpu']}, load {report['load_before']}; workdir {workdir}")
 
-    peer_py, peer_versions = (None, None)
+    peer_py, peer_versions = find_peer(a.no_peer, a.peer_python)
     if a.no_peer:
         report["peer_skipped"] = "--no-peer"
-    else:
-        peer_py, peer_versions = run_peer.check_peer(a.peer_python)
-        if peer_versions is None:
-            report["peer_skipped"] = f"no usable tvboptim interpreter at {peer_py} (see benchmarks/README.md)"
+    elif peer_versions is None:
+        report["peer_skipped"] = f"no usable tvboptim interpreter at {peer_py} (see benchmarks/README.md)"
     data = workdir / "workload.npz"
-    if peer_versions is not None and run_peer.export_peer_data(data, peer_py):
-        report["data_source"] = "tvboptim dk_average"
-    else:
-        log("using a SEEDED RANDOM 84-node connectome, not dk_average "
-            + ("(no peer interpreter)" if peer_versions is None else "(exporting dk_average failed)"))
-        random_workload(data)
-        report["data_source"] = "SEEDED RANDOM connectome, not dk_average"
+    report["data_source"] = workload_data(data, peer_py, peer_versions, log=log)
     use_peer = peer_versions is not None
 
     def peer_section(peer, section, rdir):
@@ -817,13 +688,7 @@ def main(argv=None):
         report["peer_skipped"] = "the peer sections failed (see the log above)"
     report["load_after"] = loadavg()
     report["targets"] = targets(report["fitbridge"], report["peer"], report["fitbridge"].get("roofline"))
-    text = render(report)
-    report["table"] = text
-    print(text)
-    if a.out:
-        Path(a.out).write_text(json.dumps(report, indent=1, default=str))
-        log(f"wrote {a.out}")
-    return report
+    return emit(report, render(report), a.out, log=log)
 
 
 if __name__ == "__main__":

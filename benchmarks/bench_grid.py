@@ -44,33 +44,22 @@ batch >= 5x faster than 16 serial calls.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import run_peer  # noqa: E402  (standard library only)
-from bench_core import fitbridge_versions, loadavg, machine_info, random_workload  # noqa: E402
+from _common import (  # noqa: E402  (standard library only; the workload is bench_core.py's)
+    DT, G0, I_O, N_NODES, S0, SEED, SIGMA, SKIP, T1_FULL, T1_QUICK, TR, W0, add_worker_args,
+    clean_env, cpu_s, emit, failure, find_peer, loadavg, machine_line, make_log, make_workdir,
+    report_header, rule, run_json, target_lines, worker_cmd, workload_data, write_worker_json,
+)
 
 PEER_GRID_SCRIPT = HERE / "peer_grid.py"
-N_NODES = 84
-DT = 4.0
-T1_FULL = 90_000.0
-T1_QUICK = 30_000.0
-TR = 1000.0
-SKIP = 20
-SIGMA = 0.00283
-G0, W0, I_O, S0 = 0.5, 0.5, 0.32, 0.3
-SEED = 42
 GRID = 8
 GRID_LO, GRID_HI = 0.001, 0.7
 
@@ -91,24 +80,6 @@ PEER_CONFIGS = ((8, 1), (2, 4))
 
 
 # ============================================================================ workers
-def _cpu_s(include_children=False):
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    total = ru.ru_utime + ru.ru_stime
-    if include_children:
-        try:
-            import psutil
-
-            for child in psutil.Process().children(recursive=True):
-                try:
-                    t = child.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    pass
-        except ImportError:
-            pass
-    return total
-
-
 def _problem(data, t1):
     import numpy as np
 
@@ -137,15 +108,15 @@ def _worker_grid(a):
     if a.n_jobs:
         opts["n_jobs"] = a.n_jobs
     children = a.backend != "jax"
-    c, t = _cpu_s(children), time.perf_counter()
+    c, t = cpu_s(children), time.perf_counter()
     frame = fb.explore(problem, space, **opts)
-    first, first_cpu = time.perf_counter() - t, _cpu_s(children) - c
+    first, first_cpu = time.perf_counter() - t, cpu_s(children) - c
     walls, cpus = [], []
     for _ in range(a.reps):
-        c, t = _cpu_s(children), time.perf_counter()
+        c, t = cpu_s(children), time.perf_counter()
         frame = fb.explore(problem, space, **opts)
         walls.append(time.perf_counter() - t)
-        cpus.append(_cpu_s(children) - c)
+        cpus.append(cpu_s(children) - c)
     n = len(frame)
     meta = frame.attrs["fitbridge"]
     import jax
@@ -173,21 +144,8 @@ def _worker_kernel(a):
     duration = 10_000.0 if a.quick else 20_000.0
     steps = int(round(duration / DT))
     out = {"steps": steps, "batches": list(batches), "kernel": {}, "roofline": {}}
-    for dtype_name in ("float64", "float32"):
-        with jax.enable_x64(dtype_name == "float64"):
-            cases = {**bk._roofline_cases(weights, dtype_name, batches, steps),
-                     **bk._kernel_cases(weights, target, dtype_name, batches, duration)}
-            cpu, wall = bk._run(cases, a.reps)
-        dfun = cpu[("dfun", 0)] / bk.ROOFLINE_N * 1e9
-        out["roofline"][dtype_name] = {"dfun_ns_per_element": dfun}
-        for B in batches:
-            per = steps * N_NODES * B
-            mm = cpu[("matmul", B)] / per * 1e9
-            row = {"matmul_ns": mm, "roofline_ns": 2.0 * dfun + mm}
-            for what in ("integration", "loss"):
-                row[f"{what}_ns"] = cpu[(what, B)] / per * 1e9
-                row[f"{what}_ratio"] = row[f"{what}_ns"] / row["roofline_ns"]
-            out["kernel"][f"{dtype_name}/B={B}"] = row
+    out["roofline"], out["kernel"] = bk.kernel_vs_roofline(weights, target, batches, duration, a.reps,
+                                                           wall=False)
     with jax.enable_x64(True):
         out["cma"] = bk._cma(weights, target, a.reps, a.t1)
     return out
@@ -197,38 +155,28 @@ def worker_main(a):
     if a.worker == "kernel" and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before JAX starts its pools
     res = _worker_grid(a) if a.worker == "grid" else _worker_kernel(a)
-    res["peak_rss_mb_inside"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    Path(a.json).write_text(json.dumps(res, indent=1))
+    write_worker_json(a.json, res)
 
 
 # ============================================================================ driver
-def log(*a):
-    print("[grid]", *a, file=sys.stderr, flush=True)
+log = make_log("[grid]")
 
 
 def run_fb(name, cfg, precision, data, t1, reps, workdir, timeout):
     backend, n_dev, chunk, n_jobs = cfg
     tag = f"fb_{precision}_{name.split(',')[0].replace(' ', '_')}_{chunk}"
     out = Path(workdir) / f"{tag}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "grid", "--data", str(data),
-           "--t1", str(t1), "--reps", str(reps), "--json", str(out), "--precision", precision,
-           "--backend", backend]
+    cmd = worker_cmd(__file__, "grid", out, t1, reps, data=data) + ["--precision", precision,
+                                                                     "--backend", backend]
     if chunk:
         cmd += ["--chunk", str(chunk)]
     if n_jobs:
         cmd += ["--n-jobs", str(n_jobs)]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = clean_env()
     if n_dev > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_dev}"
     log(f"fitbridge {precision} {name} ...")
-    rc, wall, maxrss, tail = run_peer._run_child(cmd, env, workdir, timeout)
-    if rc != 0 or not out.exists():
-        log(f"fitbridge {name} failed (rc={rc}):\n{tail}")
-        return {"error": f"rc={rc}", "output_tail": tail}
-    res = json.loads(out.read_text())
-    res["peak_rss_mb"] = maxrss if maxrss is not None else res["peak_rss_mb_inside"]
-    res["process_wall_s"] = wall
-    return res
+    return run_json(cmd, out, workdir, timeout, failure(log, f"fitbridge {name}"), env=env)
 
 
 def run_peer_grid(peer_py, n_pmap, n_vmap, precision, t1, reps, workdir, timeout):
@@ -237,30 +185,16 @@ def run_peer_grid(peer_py, n_pmap, n_vmap, precision, t1, reps, workdir, timeout
            str(n_pmap), "--n_vmap", str(n_vmap), "--reps", str(reps), "--out", str(out)]
     if precision == "float32":
         cmd.append("--x32")
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["PEER_N_DEV"] = str(n_pmap)
     log(f"tvboptim {precision} n_pmap={n_pmap} n_vmap={n_vmap} ...")
-    rc, wall, maxrss, tail = run_peer._run_child(cmd, env, workdir, timeout)
-    if rc != 0 or not out.exists():
-        log(f"tvboptim grid failed (rc={rc}):\n{tail}")
-        return {"error": f"rc={rc}", "output_tail": tail}
-    res = json.loads(out.read_text())
-    res["peak_rss_mb_process"] = maxrss
-    res["process_wall_s"] = wall
-    return res
+    return run_json(cmd, out, workdir, timeout, failure(log, "tvboptim grid"),
+                    env=clean_env(PEER_N_DEV=str(n_pmap)), rss="peak_rss_mb_process")
 
 
 def run_kernel(data, t1, reps, quick, workdir, timeout):
     out = Path(workdir) / "kernel.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "kernel", "--data", str(data),
-           "--t1", str(t1), "--reps", str(reps), "--json", str(out)] + (["--quick"] if quick else [])
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    cmd = worker_cmd(__file__, "kernel", out, t1, reps, data=data) + (["--quick"] if quick else [])
     log("batched kernel vs roofline and CMA-ES generation ...")
-    rc, wall, maxrss, tail = run_peer._run_child(cmd, env, workdir, timeout)
-    if rc != 0 or not out.exists():
-        log(f"kernel worker failed (rc={rc}):\n{tail}")
-        return {"error": f"rc={rc}", "output_tail": tail}
-    return json.loads(out.read_text())
+    return run_json(cmd, out, workdir, timeout, failure(log, "kernel worker"), rss=None, wall=None)
 
 
 def _merge(runs):
@@ -287,12 +221,10 @@ def render(report):
     cfg = report["config"]
     if cfg["quick"]:
         lines.append(f"*** QUICK RUN: {cfg['t1_ms'] / 1000:g} s simulated; NOT comparable to the targets ***")
-    m = report["machine"]
     lines.append(f"workload: {N_NODES} nodes ({report['data_source']}), RWW, Heun dt {DT:g} ms, "
                  f"{cfg['t1_ms'] / 1000:g} s, HRF BOLD TR 1 s, FC (skip {SKIP}), RMSE; grid {GRID} x {GRID} "
                  f"(G, w) in [{GRID_LO}, {GRID_HI}]; reps={cfg['reps']}, rounds={cfg['rounds']}")
-    lines.append(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']:.0f} GiB; load average before "
-                 f"{report['load_before']}, after {report['load_after']}; {report['date']}")
+    lines.append(machine_line(report))
     v = report["versions"]
     lines.append(f"versions: fitbridge {v.get('fitbridge')}, jax {v.get('jax')}; peer: "
                  f"{report.get('peer_versions') or '-'}")
@@ -300,8 +232,7 @@ def render(report):
     lines.append("")
     head = (f"| {'precision':9s} | {'configuration':38s} | {'evals/s':>8s} | {'evals/CPU-s':>11s} | "
             f"{'first (s)':>9s} | {'peak RSS MB':>11s} | {'vs peer best':>12s} |")
-    lines.append(head)
-    lines.append("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    lines += [head, rule(head)]
     best = {}
     for precision in ("float64", "float32"):
         peer_rows = report["peer"].get(precision, {})
@@ -339,8 +270,7 @@ def render(report):
                      f"{c['batch']:.3f} s wall ({c['batch_cpu']:.3f} s CPU); batch == serial: {c['agree']}")
         lines.append("")
     lines.append("targets (issue 4):")
-    for label, val, ok, shown in report["targets"]:
-        lines.append(f"  {'n/a ' if val is None else ('PASS' if ok else 'MISS')}  {label}: {shown}")
+    lines += target_lines(report["targets"])
     lines.append("")
     lines.append("notes: evals/s = 64 / median steady wall time of a whole explore() / ParallelExecution.run(); "
                  "evals/CPU-s uses the process CPU time (joblib: plus its workers'). Each row is its own "
@@ -396,9 +326,7 @@ def main(argv=None):
     ap.add_argument("--keep-dir", default=None)
     # worker mode (internal)
     ap.add_argument("--worker", choices=["grid", "kernel"], help=argparse.SUPPRESS)
-    ap.add_argument("--data", help=argparse.SUPPRESS)
-    ap.add_argument("--t1", type=float, default=T1_FULL, help=argparse.SUPPRESS)
-    ap.add_argument("--json", help=argparse.SUPPRESS)
+    add_worker_args(ap, T1_FULL)
     ap.add_argument("--precision", default="float64", help=argparse.SUPPRESS)
     ap.add_argument("--backend", default="jax", help=argparse.SUPPRESS)
     ap.add_argument("--chunk", type=int, default=None, help=argparse.SUPPRESS)
@@ -409,26 +337,19 @@ def main(argv=None):
 
     t1 = T1_QUICK if a.quick else T1_FULL
     reps = a.reps if a.reps is not None else (1 if a.quick else 3)
-    workdir = Path(a.keep_dir or tempfile.mkdtemp(prefix="fitbridge_grid_"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = make_workdir(a.keep_dir, "fitbridge_grid_")
     precisions = [p for p in a.precisions.split(",") if p]
     configs = dict(FB_CONFIGS)
     if a.configs:
         keys = list(FB_CONFIGS)
         configs = {keys[int(i)]: FB_CONFIGS[keys[int(i)]] for i in a.configs.split(",")}
-    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-              "machine": machine_info(), "load_before": loadavg(), "versions": fitbridge_versions(),
+    report = {**report_header(),
               "config": {"t1_ms": t1, "reps": reps, "rounds": a.rounds, "quick": a.quick, "grid": GRID},
               "fitbridge": {}, "peer": {}}
-    peer_py, peer_versions = (None, None) if a.no_peer else run_peer.check_peer(a.peer_python)
+    peer_py, peer_versions = find_peer(a.no_peer, a.peer_python)
     report["peer_versions"] = peer_versions
     data = workdir / "workload.npz"
-    if peer_versions is not None and run_peer.export_peer_data(data, peer_py):
-        report["data_source"] = "tvboptim dk_average"
-    else:
-        random_workload(data)
-        report["data_source"] = "SEEDED RANDOM connectome, not dk_average"
+    report["data_source"] = workload_data(data, peer_py, peer_versions)
     runs_fb, runs_peer = {}, {}
     for r in range(a.rounds):
         rdir = workdir / f"round{r}"
@@ -454,13 +375,7 @@ def main(argv=None):
         report["kernel"] = run_kernel(data, t1, reps, a.quick, workdir, a.timeout)
     report["load_after"] = loadavg()
     report["targets"] = targets(report)
-    text = render(report)
-    report["table"] = text
-    print(text)
-    if a.out:
-        Path(a.out).write_text(json.dumps(report, indent=1, default=str))
-        log(f"wrote {a.out}")
-    return report
+    return emit(report, render(report), a.out, log=log)
 
 
 if __name__ == "__main__":

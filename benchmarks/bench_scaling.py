@@ -22,21 +22,16 @@ compilation included), and tvboptim / fitbridge ratios.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import resource
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import run_peer  # noqa: E402
-from bench_core import fitbridge_versions, loadavg, machine_info  # noqa: E402
+from _common import (  # noqa: E402  (standard library only)
+    add_worker_args, emit, find_peer, loadavg, machine_line, make_log, make_workdir,
+    report_header, rule, run_json, timed, write_worker_json,
+)
 
 PEER_SCRIPT = HERE / "peer_scaling.py"
 T1 = 30_000.0
@@ -65,11 +60,6 @@ def make_data(n, path):
     return source
 
 
-def _cpu_s():
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
 def worker(a):
     import jax
 
@@ -80,70 +70,54 @@ def worker(a):
 
     d = np.load(a.data)
     x0, fns = fitbridge_functions(d["weights"], d["fc"], t1=a.t1)
-    fn = fns[a.mode]
-    c, t = _cpu_s(), time.perf_counter()
-    out = jax.block_until_ready(fn(x0))
-    first = time.perf_counter() - t
-    walls, cpus = [], []
-    for _ in range(a.reps):
-        c, t = _cpu_s(), time.perf_counter()
-        out = jax.block_until_ready(fn(x0))
-        walls.append(time.perf_counter() - t)
-        cpus.append(_cpu_s() - c)
+    out, t = timed(fns[a.mode], x0, reps=a.reps)
     value = out if a.mode == "forward" else out[0]
-    res = {"mode": a.mode, "n_nodes": int(d["weights"].shape[0]), "first_s": first, "steady_all_s": walls,
-           "steady_cpu_all_s": cpus, "steady_s": statistics.median(walls), "steady_cpu_s": statistics.median(cpus),
-           "loss": float(value), "peak_rss_mb_inside": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    Path(a.json).write_text(json.dumps(res, indent=1))
+    res = {"mode": a.mode, "n_nodes": int(d["weights"].shape[0]), "first_s": t["first_call_s"],
+           "steady_all_s": t["steady_all_s"], "steady_cpu_all_s": t["steady_cpu_all_s"],
+           "steady_s": t["steady_s"], "steady_cpu_s": t["steady_cpu_s"], "loss": float(value)}
+    write_worker_json(a.json, res)
 
 
-def log(*a):
-    print("[scaling]", *a, file=sys.stderr, flush=True)
+log = make_log("[scaling]")
 
 
 def run_fb(mode, data, t1, reps, workdir, timeout):
     out = Path(workdir) / f"fb_{mode}_{Path(data).stem}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--mode", mode, "--data", str(data),
            "--t1", str(t1), "--reps", str(reps), "--json", str(out)]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     log(f"fitbridge {mode} {Path(data).stem} ...")
-    rc, wall, maxrss, tail = run_peer._run_child(cmd, env, workdir, timeout)
-    if rc != 0 or not out.exists():
+
+    def fail(rc, wall, tail):
         log(f"failed (rc={rc}):\n{tail}")
         return {"error": f"rc={rc}"}
-    res = json.loads(out.read_text())
-    res["peak_rss_mb"] = maxrss if maxrss is not None else res["peak_rss_mb_inside"]
-    return res
+
+    return run_json(cmd, out, workdir, timeout, fail, wall=None)
 
 
 def run_peer_one(py, mode, data, t1, reps, workdir, timeout):
     out = Path(workdir) / f"peer_{mode}_{Path(data).stem}.json"
     cmd = [str(py), str(PEER_SCRIPT), "--data", str(data), "--mode", mode, "--t1", str(t1), "--reps", str(reps),
            "--out", str(out)]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     log(f"tvboptim {mode} {Path(data).stem} ...")
-    rc, wall, maxrss, tail = run_peer._run_child(cmd, env, workdir, timeout)
-    if rc != 0 or not out.exists():
+
+    def fail(rc, wall, tail):  # the peer may run out of time at the larger sizes: say after how long
         log(f"tvboptim failed or timed out (rc={rc}, {wall:.0f} s):\n{tail[-500:]}")
         return {"error": f"rc={rc} after {wall:.0f} s"}
-    res = json.loads(out.read_text())
-    res["peak_rss_mb_process"] = maxrss
-    return res
+
+    return run_json(cmd, out, workdir, timeout, fail, rss="peak_rss_mb_process", wall=None)
 
 
 def render(rep):
     cfg = rep["config"]
     steps = int(round(cfg["t1_ms"] / DT))
-    m = rep["machine"]
     lines = [f"workload: RWW -> HRF BOLD (TR 1 s) -> FC (skip 20) -> RMSE, Heun dt {DT:g} ms, "
              f"{cfg['t1_ms'] / 1000:g} s simulated ({steps} steps; NOT the 90 s of bench_core), float64, "
              f"gradients w.r.t. (G, w); reps={cfg['reps']}",
-             f"machine: {m['cpu']}, {m['cores']} cores; load average before {rep['load_before']}, "
-             f"after {rep['load_after']}; {rep['date']}",
+             machine_line(rep, memory=False),
              f"command: {rep['command']}", ""]
     head = ("| nodes | measure | fitbridge s (CPU s) | ns/node-step (CPU) | fb peak RSS MB | tvboptim s (CPU s) "
             "| tvboptim peak RSS MB | time ratio tvb/fb (wall, CPU) | RSS ratio fb/tvb |")
-    lines += [head, "|" + "|".join("---" for _ in head.split("|")[1:-1]) + "|"]
+    lines += [head, rule(head, "---")]
     for n, rows in rep["results"].items():
         for mode in ("forward", "reverse"):
             f = rows.get(f"fb_{mode}") or {}
@@ -175,19 +149,14 @@ def main(argv=None):
     ap.add_argument("--keep-dir", default=None)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="forward", help=argparse.SUPPRESS)
-    ap.add_argument("--data", help=argparse.SUPPRESS)
-    ap.add_argument("--t1", type=float, default=T1, help=argparse.SUPPRESS)
-    ap.add_argument("--json", help=argparse.SUPPRESS)
+    add_worker_args(ap, T1)
     a = ap.parse_args(argv)
     if a.worker:
         return worker(a)
-    workdir = Path(a.keep_dir or tempfile.mkdtemp(prefix="fitbridge_scaling_"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    rep = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-           "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "machine": machine_info(), "load_before": loadavg(), "versions": fitbridge_versions(),
+    workdir = make_workdir(a.keep_dir, "fitbridge_scaling_")
+    rep = {**report_header(),
            "config": {"t1_ms": a.t1, "reps": a.reps}, "results": {}, "sources": {}}
-    py, versions = (None, None) if a.no_peer else run_peer.check_peer(a.peer_python)
+    py, versions = find_peer(a.no_peer, a.peer_python)
     for n in [int(s) for s in a.sizes.split(",") if s]:
         data = workdir / f"connectome_{n}.npz"
         rep["sources"][n] = make_data(n, data)
@@ -197,12 +166,7 @@ def main(argv=None):
                 rows[f"peer_{mode}"] = run_peer_one(py, mode, data, a.t1, a.reps, workdir, a.timeout)
             rows[f"fb_{mode}"] = run_fb(mode, data, a.t1, a.reps, workdir, a.timeout)
     rep["load_after"] = loadavg()
-    text = render(rep)
-    rep["table"] = text
-    print(text)
-    if a.out:
-        Path(a.out).write_text(json.dumps(rep, indent=1, default=str))
-    return rep
+    return emit(rep, render(rep), a.out)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import threading
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import make_log, make_workdir, run_json  # noqa: E402  (standard library only)
+
 REPO = HERE.parent
 PEER_SCRIPT = HERE / "peer_tvboptim_rww.py"
 PEER_DATA_SCRIPT = HERE / "_peer_data.py"
@@ -42,8 +43,7 @@ DEFAULT_PEER_PYTHONS = (REPO / ".peer" / "bin" / "python", Path("/work/peer/bin/
 ENV_VAR = "FITBRIDGE_PEER_PYTHON"
 
 
-def log(*a):
-    print("[peer]", *a, file=sys.stderr, flush=True)
+log = make_log("[peer]")
 
 
 def find_peer_python(peer_python=None):
@@ -83,44 +83,18 @@ def check_peer(peer_python=None):
     return py, versions
 
 
-def _run_child(cmd, env, cwd, timeout):
-    """Run one subprocess; return (rc, wall_s, child_maxrss_mb or None, output tail)."""
-    out_path = Path(cwd) / f"child_output_{time.time_ns()}.txt"
-    t0 = time.perf_counter()
-    with open(out_path, "w") as fout:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fout, stderr=subprocess.STDOUT)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        maxrss_mb = None
-        try:
-            if hasattr(os, "wait4"):
-                _, status, ru = os.wait4(proc.pid, 0)
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                maxrss_mb = ru.ru_maxrss / 1024.0  # kilobytes on Linux
-            else:  # pragma: no cover - non-POSIX
-                proc.wait()
-        finally:
-            timer.cancel()
-    wall = time.perf_counter() - t0
-    text = out_path.read_text(errors="replace")
-    tail = "\n".join(ln for ln in text.splitlines() if not ln.startswith("WARNING: "))[-3000:]
-    return proc.returncode, wall, maxrss_mb, tail
-
-
 def _run_section(py, section, extra, n_dev, timeout, workdir, label=None):
     out = Path(workdir) / f"peer_{label or section}.json"
     cmd = [str(py), str(PEER_SCRIPT), "--sections", section, "--out", str(out)] + extra
     env = dict(os.environ)
     env["PEER_N_DEV"] = str(n_dev)
     log(f"section {section}: {' '.join(cmd[2:])} (PEER_N_DEV={n_dev})")
-    rc, wall, maxrss, tail = _run_child(cmd, env, workdir, timeout)
-    if rc != 0 or not out.exists():
+
+    def fail(rc, wall, tail):
         log(f"section {section} failed (rc={rc}, {wall:.0f} s):\n{tail}")
         return {"error": f"rc={rc}", "output_tail": tail, "process_wall_s": wall}
-    res = json.loads(out.read_text())
-    res["process_wall_s"] = wall
-    res["process_peak_rss_mb"] = maxrss
-    return res
+
+    return run_json(cmd, out, workdir, timeout, fail, env=env, rss="process_peak_rss_mb")
 
 
 def _timing(d):
@@ -167,8 +141,7 @@ def run_peer(sections="a,b", peer_python=None, t1=90_000.0, dt=4.0, reps=3, x32=
         "sections": {},
     }
     summary = {"peak_rss_mb": {}}
-    workdir = keep_dir or tempfile.mkdtemp(prefix="fitbridge_peer_")
-    Path(workdir).mkdir(parents=True, exist_ok=True)
+    workdir = make_workdir(keep_dir, "fitbridge_peer_")
 
     if "a" in secs:
         r = _run_section(py, "a", common, ab_devices, timeout, workdir)
