@@ -13,7 +13,9 @@ Prints three tables (about 2-3 minutes on a 2-core machine)::
    of one stochastic Heun step is ``2 * dfun + matmul(B)`` ns per node-step (two vector-field
    evaluations, the coupling held across the stages).
 2. **The batched kernel**: ``jit(vmap(loss))`` over B parameter sets (``G`` varies), as
-   ``Problem.evaluate`` compiles it: ``Simulation.forward`` (stochastic Heun, additive noise
+   ``Problem.evaluate`` compiles it (with its XLA options: ``xla_cpu_prefer_vector_width=512``
+   from B = 4 on CPU; the roofline pieces are compiled with the options of their size too):
+   ``Simulation.forward`` (stochastic Heun, additive noise
    drawn from one key as under the problem's default ``noise="fixed"``, HRF BOLD at TR 1 s)
    then FC and RMSE, for B in {1, 4, 16, 64}, float64 and float32; and the integration alone
    (same simulation, trace decimated to 1 s, no BOLD, no FC). Cost per node-step =
@@ -37,32 +39,21 @@ sigma=0.00283) on a seeded random connectome (W / max), so no peer data is neede
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-N_NODES = 84
-DT = 4.0
-SIGMA = 0.00283
-G0, W0, I_O, S0 = 0.5, 0.5, 0.32, 0.3
-SEED = 42
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import DT, G0, I_O, N_NODES, S0, SEED, SIGMA, W0, cpu_name, rule, status, write_json  # noqa: E402
+
 ROOFLINE_N = 1 << 21
 TARGET_ROOFLINE_FACTOR = 2.0
 TARGET_BATCH_SPEEDUP = 5.0
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _data():
@@ -97,6 +88,7 @@ def _kernel_cases(weights, target, dtype_name, batches, duration):
     import jax.numpy as jnp
 
     import fitbridge as fb
+    from fitbridge._evaluate import _compiler_options
 
     dtype = jnp.dtype(dtype_name)
     net = fb.Network(fb.models.ReducedWongWang(G=G0, w=W0, I_o=I_O), weights, normalize="max")
@@ -118,8 +110,10 @@ def _kernel_cases(weights, target, dtype_name, batches, duration):
                 return jnp.sum(out)
             return fb.losses.rmse(fb.losses.fc(out, skip=5), target)
 
-        fn = jax.jit(jax.vmap(one, (0, None)))
         for B in batches:
+            # the batched evaluator's XLA options for a B-point chunk on one device
+            options = _compiler_options(jax.devices()[:1], B)
+            fn = jax.jit(jax.vmap(one, (0, None)), compiler_options=options)
             G = jnp.asarray(G0 + 0.002 * np.arange(B), dtype)
             cases[(what, B)] = (fn, (G, key))
     return cases
@@ -130,6 +124,7 @@ def _roofline_cases(weights, dtype_name, batches, steps):
     import jax.numpy as jnp
 
     import fitbridge as fb
+    from fitbridge._evaluate import _compiler_options
 
     dtype = jnp.dtype(dtype_name)
     rng = np.random.default_rng(0)
@@ -137,17 +132,51 @@ def _roofline_cases(weights, dtype_name, batches, steps):
     model = jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), model)
     S = jnp.asarray(rng.uniform(0.0, 1.0, (1, ROOFLINE_N)), dtype)
     c = jnp.asarray(rng.uniform(0.0, 5.0, ROOFLINE_N), dtype)
-    cases = {("dfun", 0): (jax.jit(model.dfun), (S, c))}
+    # each piece compiled with the XLA options the batched evaluator uses at that size
+    one = jax.devices()[:1]
+    cases = {("dfun", 0): (jax.jit(model.dfun, compiler_options=_compiler_options(one, ROOFLINE_N)), (S, c))}
     w = np.asarray(weights, np.float64)
     wt = jnp.asarray((w / np.max(w.sum(axis=1))).T, dtype)  # row sums <= 1: bounded iterates
 
-    @jax.jit
     def matmul_scan(x):
         return jax.lax.scan(lambda x, _: (x @ wt + 0.01, None), x, None, length=steps)[0]
 
     for B in batches:
-        cases[("matmul", B)] = (matmul_scan, (jnp.full((B, N_NODES), 0.3, dtype),))
+        fn = jax.jit(matmul_scan, compiler_options=_compiler_options(one, B))
+        cases[("matmul", B)] = (fn, (jnp.full((B, N_NODES), 0.3, dtype),))
     return cases
+
+
+def kernel_vs_roofline(weights, target, batches, duration, reps, wall=True):
+    """Tables 1 and 2, float64 then float32: ``(roofline, kernel)``.
+
+    ``roofline[dtype]["dfun_ns_per_element"]``; ``kernel["dtype/B=b"]``: ``matmul_ns``,
+    ``roofline_ns`` (2 dfun + matmul), then per ``integration`` / ``loss`` its ``_ns``, its
+    ``_wall_ns`` (only with ``wall``) and its ``_ratio`` to the roofline; ns per node-step
+    (element) from the minimum CPU (wall) time of ``reps`` calls (see ``_run``).
+    """
+    import jax
+
+    steps = int(round(duration / DT))
+    roofline, kernel = {}, {}
+    for dtype_name in ("float64", "float32"):
+        with jax.enable_x64(dtype_name == "float64"):
+            cases = {**_roofline_cases(weights, dtype_name, batches, steps),
+                     **_kernel_cases(weights, target, dtype_name, batches, duration)}
+            cpu, wall_s = _run(cases, reps)
+        dfun = cpu[("dfun", 0)] / ROOFLINE_N * 1e9
+        roofline[dtype_name] = {"dfun_ns_per_element": dfun}
+        for B in batches:
+            per = steps * N_NODES * B
+            mm = cpu[("matmul", B)] / per * 1e9
+            row = {"matmul_ns": mm, "roofline_ns": 2.0 * dfun + mm}
+            for what in ("integration", "loss"):
+                row[f"{what}_ns"] = cpu[(what, B)] / per * 1e9
+                if wall:
+                    row[f"{what}_wall_ns"] = wall_s[(what, B)] / per * 1e9
+                row[f"{what}_ratio"] = row[f"{what}_ns"] / row["roofline_ns"]
+            kernel[f"{dtype_name}/B={B}"] = row
+    return roofline, kernel
 
 
 def _cma(weights, target, reps, duration):
@@ -196,25 +225,10 @@ def main(argv=None):
     t_start = time.perf_counter()
 
     cores = f"pinned to core {pinned}" if pinned is not None else "all cores"
-    results = {"machine": f"{_cpu_name()}, {os.cpu_count()} cores ({cores})",
+    cpu_model = cpu_name(platform.processor() or platform.machine())
+    results = {"machine": f"{cpu_model}, {os.cpu_count()} cores ({cores})",
                "jax": jax.__version__, "steps": steps, "nodes": N_NODES, "kernel": {}, "roofline": {}}
-    for dtype_name in ("float64", "float32"):
-        with jax.enable_x64(dtype_name == "float64"):
-            cases = {**_roofline_cases(weights, dtype_name, batches, steps),
-                     **_kernel_cases(weights, target, dtype_name, batches, duration)}
-            cpu, wall = _run(cases, reps)
-        dfun = cpu[("dfun", 0)] / ROOFLINE_N * 1e9
-        results["roofline"][dtype_name] = {"dfun_ns_per_element": dfun}
-        for B in batches:
-            per = steps * N_NODES * B
-            mm = cpu[("matmul", B)] / per * 1e9
-            roof = 2.0 * dfun + mm
-            row = {"matmul_ns": mm, "roofline_ns": roof}
-            for what in ("integration", "loss"):
-                row[f"{what}_ns"] = cpu[(what, B)] / per * 1e9
-                row[f"{what}_wall_ns"] = wall[(what, B)] / per * 1e9
-                row[f"{what}_ratio"] = row[f"{what}_ns"] / roof
-            results["kernel"][f"{dtype_name}/B={B}"] = row
+    results["roofline"], results["kernel"] = kernel_vs_roofline(weights, target, batches, duration, reps)
 
     cma_duration = 30_000.0 if args.quick else 90_000.0
     with jax.enable_x64(True):
@@ -228,10 +242,10 @@ def main(argv=None):
         print(f"{dtype_name}: RWW dfun over {ROOFLINE_N} elements: {r['dfun_ns_per_element']:.2f} ns/element "
               f"-> 2 x dfun = {2 * r['dfun_ns_per_element']:.2f} ns per node-step")
     print("\n## Batched kernel, ns per node-step (CPU)")
-    head = (f"| dtype | B | matmul | roofline (2 dfun + matmul) | integration | ratio | "
-            f"loss (sim+BOLD+FC) | ratio | loss wall |")
+    head = ("| dtype | B | matmul | roofline (2 dfun + matmul) | integration | ratio | "
+            "loss (sim+BOLD+FC) | ratio | loss wall |")
     print(head)
-    print("|---" * (head.count("|") - 1) + "|")
+    print(rule(head, "---"))
     for key, r in results["kernel"].items():
         dtype_name, B = key.split("/B=")
         print(f"| {dtype_name} | {B} | {r['matmul_ns']:.1f} | {r['roofline_ns']:.1f} | "
@@ -239,18 +253,17 @@ def main(argv=None):
               f"{r['loss_ratio']:.2f} | {r['loss_wall_ns']:.1f} |")
     worst = max(r["loss_ratio"] for k, r in results["kernel"].items() if not k.endswith("B=1"))
     print(f"\nbatched loss (B > 1) within {worst:.2f}x of its roofline "
-          f"(target <= {TARGET_ROOFLINE_FACTOR:g}x): {'PASS' if worst <= TARGET_ROOFLINE_FACTOR else 'MISS'}")
+          f"(target <= {TARGET_ROOFLINE_FACTOR:g}x): {status(worst, worst <= TARGET_ROOFLINE_FACTOR)}")
     c = results["cma"]
     speed, speed_cpu = c["serial"] / c["batch"], c["serial_cpu"] / c["batch_cpu"]
     print(f"\n## CMA-ES generation: FCProblem ({cma_duration / 1000:g} s simulated, float64), 16 points")
     print(f"16 serial problem.fun: {c['serial']:.3f} s wall ({c['serial_cpu']:.3f} s CPU); "
           f"one problem.batch(16): {c['batch']:.3f} s wall ({c['batch_cpu']:.3f} s CPU)")
     print(f"speed-up {speed:.1f}x wall, {speed_cpu:.1f}x CPU (target >= {TARGET_BATCH_SPEEDUP:g}x): "
-          f"{'PASS' if speed >= TARGET_BATCH_SPEEDUP else 'MISS'}; batch == serial: {c['agree']}")
+          f"{status(speed, speed >= TARGET_BATCH_SPEEDUP)}; batch == serial: {c['agree']}")
     print(f"\n(total {results['total_s']:.0f} s)")
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(results, fh, indent=1, default=float)
+        write_json(args.out, results, default=float)
 
 
 if __name__ == "__main__":
