@@ -182,8 +182,11 @@ class Problem:
         return f"Problem({self.space!r}, noise={self.noise!r}, mode={self.mode!r})"
 
     def __getstate__(self) -> dict:
-        """Pickled without its compiled functions (a worker compiles its own)."""
-        return {**self.__dict__, "_compiled": {}}
+        """Pickled without its compiled functions (a worker compiles its own) and with its
+        evaluation counter at 0: the pickle depends only on what the problem computes, so the
+        workers of ``backend="joblib"``/``"dask"``, which keep one rebuilt problem (and its
+        compiled kernels) per pickle hash, reuse it from one call to the next."""
+        return {**self.__dict__, "_compiled": {}, "nfev": 0}
 
     # ------------------------------------------------------ traced kernels
     def _core(self, x, idx):
