@@ -1,9 +1,9 @@
 """The 16 x 16 (G, w) exploration on the embedded HCP data against the time the grid benchmark
 predicts for it, measured in ONE run (issue 4, "done means")::
 
-    /work/venv/bin/python benchmarks/bench_explore_hcp.py                 # ~2-4 min on 2 cores
-    /work/venv/bin/python benchmarks/bench_explore_hcp.py --precision float32 --out hcp16
-    /work/venv/bin/python benchmarks/bench_explore_hcp.py --config "1 device, chunk 16 (default)"
+    python benchmarks/bench_explore_hcp.py                 # ~2-4 min on 2 cores
+    python benchmarks/bench_explore_hcp.py --precision float32 --out hcp16
+    python benchmarks/bench_explore_hcp.py --config "1 device, chunk 16 (default)"
 
 1. **Rate.** ``bench_grid.py``'s own worker runs its 8 x 8 grid of the core workload (84 nodes,
    90 s, HRF BOLD, FC, RMSE; a seeded random connectome, since the cost does not depend on the
