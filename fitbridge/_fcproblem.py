@@ -46,6 +46,22 @@ def _digest(arr) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.float64).tobytes()).hexdigest()[:16]
 
 
+def simulation_spec(sim: Simulation, duration: bool = True) -> dict:
+    """JSON-able description of what ``sim`` computes (arrays by digest): the simulation part of
+    an FCProblem's spec, and what a tuning file's fingerprint hashes (``duration=False``: tuning
+    simulates its own number of TRs)."""
+    net = sim.network
+    out = {"model": type(net.model).__name__,
+           "model_params": {k: np.asarray(getattr(net.model, k)).tolist() for k in net.model.field_names},
+           "weights": _digest(net.weights), "lengths": None if net.lengths is None else _digest(net.lengths),
+           "speed": net.speed, "dt": sim.dt, "transient": sim.transient,
+           "sigma": None if sim.noise is None else np.asarray(sim.noise.sigma).tolist(),
+           "bold": repr(sim.bold), "method": sim.method, "delay_mode": sim.delay_mode}
+    if duration:
+        out["duration"] = sim.duration
+    return out
+
+
 class FCProblem(Problem):
     """Fit simulated FC to an empirical FC: ``loss(FC(BOLD(simulate(params))), target)``.
 
@@ -139,15 +155,8 @@ class FCProblem(Problem):
                          has_aux=True, spec=self._spec(sim, target, loss, fisher))
 
     def _spec(self, sim, target, loss, fisher) -> dict:
-        net = sim.network
-        return {"model": type(net.model).__name__,
-                "model_params": {k: np.asarray(getattr(net.model, k)).tolist() for k in net.model.field_names},
-                "weights": _digest(net.weights), "lengths": None if net.lengths is None else _digest(net.lengths),
-                "speed": net.speed, "dt": sim.dt, "duration": sim.duration, "transient": sim.transient,
-                "sigma": None if sim.noise is None else np.asarray(sim.noise.sigma).tolist(),
-                "bold": repr(sim.bold), "method": sim.method, "delay_mode": sim.delay_mode,
-                "target": _digest(target), "loss": loss if isinstance(loss, str) else repr(loss),
-                "fisher": fisher, "skip": self.skip}
+        return {**simulation_spec(sim), "target": _digest(target),
+                "loss": loss if isinstance(loss, str) else repr(loss), "fisher": fisher, "skip": self.skip}
 
     def _matrices(self, values: dict) -> dict:
         """Per-edge vectors -> ``(n, n)`` matrices oriented like the weights (0 off the edges)."""

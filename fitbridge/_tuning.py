@@ -56,6 +56,7 @@ import pandas as pd
 from ._bold import HRF, GammaHRF
 from ._cache import digest, versions
 from ._errors import fail
+from ._fcproblem import FCProblem, _check_target, simulation_spec
 from ._files import atomic_write
 from ._integrate import Loop, run_blocks
 from ._models import MODELS, WongWangEIB, WongWangExcInh
@@ -183,7 +184,6 @@ class TuningResult:
         (default: the simulation's); ``options`` go to :class:`~fitbridge.FCProblem` (``loss``,
         ``skip``, ``noise``, ...).
         """
-        from ._fcproblem import FCProblem
         from ._params import Free
 
         sim = self.simulation
@@ -250,21 +250,11 @@ def _eib_sim(sim: Simulation) -> Simulation:
 
 
 def _fingerprint(sim: Simulation) -> str:
-    """SHA-256 of what determines the tuning besides its settings: model, connectome, delays,
-    integration, noise and BOLD (not ``duration``, which tuning does not use)."""
-    net, model = sim.network, sim.network.model
-
-    def value(v):
-        a = np.asarray(v, np.float64)
-        return a.item() if a.ndim == 0 else digest(a)
-
-    blob = {"model": type(model).__name__, "params": {k: value(getattr(model, k)) for k in model.field_names},
-            "weights": digest(np.asarray(net.weights, np.float64)),
-            "lengths": None if net.lengths is None else digest(np.asarray(net.lengths, np.float64)),
-            "speed": net.speed, "dt": sim.dt, "transient": sim.transient, "method": sim.method,
-            "sigma": None if sim.noise is None else value(sim.noise.sigma), "bold": repr(sim.bold),
-            "delay_mode": sim.delay_mode, "min_speed": sim.min_speed,
-            "initial_state": None if sim.initial_state is None else value(sim.initial_state)}
+    """SHA-256 of what determines the tuning besides its settings: the simulation as an
+    FCProblem's spec describes it (model, connectome, delays, integration, noise, BOLD; not
+    ``duration``, which tuning does not use), its delay buffer and initial state."""
+    blob = {**simulation_spec(sim, duration=False), "min_speed": sim.min_speed,
+            "initial_state": None if sim.initial_state is None else np.asarray(sim.initial_state).tolist()}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=repr).encode()).hexdigest()
 
 
@@ -517,7 +507,6 @@ def _tune(where, sim, target_fc, *, iterations, eib, fic_eta, fic_target, form, 
     rate = _number(f"{where}.rate", rate, 1e-9, fix="use e.g. rate=3.0 (Hz)")
     n = sim.network.n_nodes
     if target_fc is not None:
-        from ._fcproblem import _check_target
 
         target_fc = _check_target(target_fc, n)
     if eib:
