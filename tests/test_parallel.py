@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import cloudpickle
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def test_workers_keep_the_rebuilt_problem_and_its_kernels_from_one_call_to_the_n
     evaluate(problem, X, chunk_size=4)
     assert problem.nfev == len(X)
     assert Payload.of(problem).token == token
-    assert pickle_roundtrip_nfev(problem) == 0
+    assert cloudpickle.loads(cloudpickle.dumps(problem)).nfev == 0
 
     tasks = [Task(i, ()) for i in range(6)]
     first = dict(map_tasks(problem, _where, tasks, backend="joblib", n_jobs=2))
@@ -84,12 +85,6 @@ def test_workers_keep_the_rebuilt_problem_and_its_kernels_from_one_call_to_the_n
     again = [(pid, ident) for pid, ident in second.values() if pid in before]
     assert again, "the loky workers were not reused between calls"
     assert all(before[pid] == ident for pid, ident in again)
-
-
-def pickle_roundtrip_nfev(problem):
-    import cloudpickle
-
-    return cloudpickle.loads(cloudpickle.dumps(problem)).nfev
 
 
 def test_a_dead_worker_is_retried(serial, tmp_path):
