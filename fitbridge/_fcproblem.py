@@ -56,7 +56,9 @@ def simulation_spec(sim: Simulation, duration: bool = True) -> dict:
            "weights": _digest(net.weights), "lengths": None if net.lengths is None else _digest(net.lengths),
            "speed": net.speed, "dt": sim.dt, "transient": sim.transient,
            "sigma": None if sim.noise is None else np.asarray(sim.noise.sigma).tolist(),
-           "bold": repr(sim.bold), "method": sim.method, "delay_mode": sim.delay_mode}
+           "bold": repr(sim.bold), "method": sim.method, "delay_mode": sim.delay_mode,
+           "min_speed": sim.min_speed, "checkpoint": sim.checkpoint,  # the noise is drawn per checkpoint block
+           "initial_state": None if sim.initial_state is None else np.asarray(sim.initial_state).tolist()}
     if duration:
         out["duration"] = sim.duration
     return out

@@ -251,10 +251,9 @@ def _eib_sim(sim: Simulation) -> Simulation:
 
 def _fingerprint(sim: Simulation) -> str:
     """SHA-256 of what determines the tuning besides its settings: the simulation as an
-    FCProblem's spec describes it (model, connectome, delays, integration, noise, BOLD; not
-    ``duration``, which tuning does not use), its delay buffer and initial state."""
-    blob = {**simulation_spec(sim, duration=False), "min_speed": sim.min_speed,
-            "initial_state": None if sim.initial_state is None else np.asarray(sim.initial_state).tolist()}
+    FCProblem's spec describes it (model, connectome, delays, integration, noise, BOLD, initial
+    state; not ``duration``, which tuning does not use)."""
+    blob = simulation_spec(sim, duration=False)
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=repr).encode()).hexdigest()
 
 

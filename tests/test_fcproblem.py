@@ -46,6 +46,23 @@ def test_free_speed_sizes_the_buffer_and_regional_parameters_work(small):
     assert g.shape == (7,) and np.all(np.isfinite(g))
 
 
+@pytest.mark.parametrize("change", [{"initial_state": [0.9]}, {"checkpoint": 7}])
+def test_the_spec_hash_sees_everything_that_changes_the_loss(small, change, tmp_path):
+    """The spec hash keys the disk cache and the resume checks: a simulation that computes
+    another loss (another initial state; another checkpoint block, which draws the noise
+    differently) must give another hash, or a cached value of the first would be returned."""
+    sim, target = small
+    sim = sim.replace(transient=0.0)  # the initial state is otherwise forgotten before the BOLD
+    free = {"G": fb.Free(0.6, bounds=(0, 2))}
+    a = fb.FCProblem(sim, target, free=free, skip=2)
+    b = fb.FCProblem(sim.replace(**change), target, free=free, skip=2)
+    assert a.fun(a.x0) != b.fun(b.x0)
+    assert a.spec_hash() != b.spec_hash()
+    X = a.x0[None]
+    np.testing.assert_array_equal(fb.evaluate(a, X, cache=tmp_path).fun, a.fun(a.x0))
+    np.testing.assert_array_equal(fb.evaluate(b, X, cache=tmp_path).fun, b.fun(b.x0))
+
+
 def test_noise_policies_on_a_stochastic_simulation(small):
     sim, target = small
     free = {"G": fb.Free(0.6, bounds=(0, 2))}
