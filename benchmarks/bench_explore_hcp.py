@@ -36,7 +36,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_grid as bg  # noqa: E402
-from _common import clean_env, loadavg, machine_info, random_workload, run_child  # noqa: E402
+from _common import (  # noqa: E402
+    clean_env, loadavg, machine_line, random_workload, report_header, run_child,
+)
 
 N_HCP = 80
 GRID = 16
@@ -64,11 +66,7 @@ def _worker_hcp(a):
 
     problem = _hcp_problem(a.t1)
     axis = np.linspace(bg.GRID_LO, bg.GRID_HI, GRID)
-    opts = {"precision": a.precision, "progress": False, "backend": a.backend}
-    if a.chunk:
-        opts["chunk_size"] = a.chunk
-    if a.n_jobs:
-        opts["n_jobs"] = a.n_jobs
+    opts = bg.explore_options(a)
     out = Path(a.out_dir)
     table = out / f"hcp16_{a.precision}"  # .parquet with pyarrow, else .csv
     times = []
@@ -123,7 +121,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     t1 = bg.T1_QUICK if a.quick else bg.T1_FULL
     backend, n_dev, chunk, n_jobs = bg.FB_CONFIGS[a.config]
-    load_before = loadavg()
+    report = report_header()
     data = random_workload(out / "workload.npz")
 
     print(f"[hcp16] rate: bench_grid {a.config}, {a.precision} ...", file=sys.stderr, flush=True)
@@ -150,13 +148,13 @@ def main(argv=None):
         return 1
     hcp = json.loads(res_json.read_text())
 
-    m = machine_info()
+    report["load_after"] = loadavg()
     lines = [
         f"workload: 16 x 16 (G, w) in [{bg.GRID_LO}, {bg.GRID_HI}] on HCP (80 nodes), RWW, Heun dt {bg.DT:g} ms, "
         f"{t1 / 1000:g} s, HRF BOLD TR {TR_HCP:g} ms, FC (skip {bg.SKIP}), 1 - corr; {a.precision}; "
         f"fitbridge {a.config}" + ("  [QUICK: not the 90 s workload]" if a.quick else ""),
-        f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']:.0f} GiB; load average before "
-        f"{load_before}, after {loadavg()}",
+        machine_line(report),
+        f"versions: {report['versions']}",
         f"command: python benchmarks/bench_explore_hcp.py {' '.join(argv if argv is not None else sys.argv[1:])}",
         "",
         f"rate (bench_grid 8 x 8, 84 nodes): {rate['evals_per_s']:.2f} evals/s steady "
@@ -178,7 +176,7 @@ def main(argv=None):
     text = "\n".join(lines)
     print(text)
     (out / f"hcp16_{a.precision}_report.json").write_text(json.dumps(
-        {"rate": {k: v for k, v in rate.items() if k != "points"}, "hcp": hcp,
+        {**report, "rate": {k: v for k, v in rate.items() if k != "points"}, "hcp": hcp,
          "predicted": {"first_s": first_pred, "steady_s": steady_pred}, "table": text}, indent=1))
     return 0
 

@@ -93,6 +93,16 @@ def _problem(data, t1):
                         free={"G": fb.Free(G0, bounds=(0.0, 1.0)), "w": fb.Free(W0, bounds=(0.0, 1.0))})
 
 
+def explore_options(a):
+    """``fb.explore`` keyword arguments of a worker's configuration (precision, backend, chunk, jobs)."""
+    opts = {"precision": a.precision, "progress": False, "backend": a.backend}
+    if a.chunk:
+        opts["chunk_size"] = a.chunk
+    if a.n_jobs:
+        opts["n_jobs"] = a.n_jobs
+    return opts
+
+
 def _worker_grid(a):
     import numpy as np
 
@@ -102,11 +112,7 @@ def _worker_grid(a):
     problem = _problem(data, a.t1)
     axis = np.linspace(GRID_LO, GRID_HI, GRID)
     space = {"G": axis, "w": axis}
-    opts = {"precision": a.precision, "progress": False, "backend": a.backend}
-    if a.chunk:
-        opts["chunk_size"] = a.chunk
-    if a.n_jobs:
-        opts["n_jobs"] = a.n_jobs
+    opts = explore_options(a)
     children = a.backend != "jax"
     c, t = cpu_s(children), time.perf_counter()
     frame = fb.explore(problem, space, **opts)
