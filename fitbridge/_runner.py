@@ -201,7 +201,7 @@ def _tuned(step: str, call, sim, args: tuple, total: int, say, progress: bool, l
     """``call`` (fic or eib) to ``total`` iterations, checkpointed after every chunk in
     ``logs/tuning-<step>.npz``; with a checkpoint there (``--resume``: ``_open_logs`` removes the
     logs otherwise) only the iterations it lacks are computed."""
-    from ._tuning import _read
+    from ._tuning_result import _read
 
     path = None if logs is None else logs / f"tuning-{step}.npz"
     kept = path is not None and path.is_file()

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 import fitbridge as fb
-from fitbridge import _runner, _tuning
+from fitbridge import _runner, _tuning, _tuning_result
 from tests.spec_data import tiny_spec, write_data, write_spec
 from tests.test_interrupt import PRELOAD, _Child, _hold, _stop, _wait_for
 from tests.test_tuning import N, sim_of
@@ -195,7 +195,7 @@ def test_bad_checkpoint_and_resume_paths_fail_before_compiling(tmp_path, monkeyp
     if case == "read-only folder":
         locked.chmod(0o500)
         if os.access(locked, os.W_OK):  # root ignores the mode: stand in for the refusal
-            monkeypatch.setattr(_tuning.tempfile, "mkstemp",
+            monkeypatch.setattr(_tuning_result.tempfile, "mkstemp",
                                 lambda **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
     calls = {
         "missing folder": lambda: fb.fic(sim_of(), checkpoint=tmp_path / "nope" / "fic.npz"),
